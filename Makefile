@@ -1,0 +1,91 @@
+# sbx build. `make` builds build/sbxd, build/sbx, build/sbx-init (static) and the test
+# probe; `make test` runs every test (unit, then integration against real sandboxes).
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+WARN     = -std=c11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+           -Wno-unused-parameter -Wno-format-truncation
+HARDEN   = -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protection -fPIE \
+           -fcf-protection
+ALL_CFLAGS = $(WARN) $(HARDEN) -D_GNU_SOURCE -Isrc $(CFLAGS)
+LDHARDEN = -pie -Wl,-z,relro,-z,now
+B        = build
+
+# One archive per folder, so a module's tests link only what it needs.
+MODULES  = common proto runtime images store billing server
+define module_rules
+$(1)_SRCS := $$(filter-out src/$(1)/main.c,$$(wildcard src/$(1)/*.c))
+$(1)_OBJS := $$(patsubst src/%.c,$(B)/obj/%.o,$$($(1)_SRCS))
+$(B)/lib$(1).a: $$($(1)_OBJS)
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+
+SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lpthread
+CLI_LIBS    = -ljansson -lseccomp -lcurl -lpthread
+
+all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe
+
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+# sbx-init is PID 1 of every sandbox: static, so it needs nothing from the image.
+AGENT_OBJS = $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/agent/*.c))
+$(B)/sbx-init: $(AGENT_OBJS) $(B)/libproto.a $(B)/libcommon.a
+	$(CC) -static-pie $(LDHARDEN) -o $@ $^
+
+CLI_OBJS = $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/cli/*.c))
+$(B)/sbx: $(CLI_OBJS) $(B)/libimages.a $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a
+	$(CC) $(LDHARDEN) -o $@ $^ $(CLI_LIBS)
+
+SBXD_LIBS = $(B)/libserver.a $(B)/libbilling.a $(B)/libstore.a $(B)/libimages.a \
+            $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a
+$(B)/sbxd: $(B)/obj/server/main.o $(SBXD_LIBS)
+	$(CC) $(LDHARDEN) -o $@ $^ $(SERVER_LIBS)
+
+# The probe runs inside sandboxes in tests: static, no dependency on the image.
+$(B)/sbx-probe: tests/probe/probe.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -static-pie $(LDHARDEN) -o $@ $<
+
+# Unit tests: tests/unit/test_<module>_<topic>.c, cmocka, built with ASan and UBSan.
+UNIT_SRCS  = $(wildcard tests/unit/test_*.c)
+UNIT_BINS  = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+SAN        = -fsanitize=address,undefined -fno-omit-frame-pointer
+$(B)/tests/%: tests/unit/%.c $(SBXD_LIBS:$(B)/%=$(B)/san/%)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN) -o $@ $^ -lcmocka $(SERVER_LIBS)
+
+# Sanitized copies of the module archives for unit tests.
+$(B)/san/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN) -MMD -MP -c $< -o $@
+define san_rules
+$(B)/san/lib$(1).a: $$(patsubst src/%.c,$(B)/san/obj/%.o,$$($(1)_SRCS))
+	@mkdir -p $$(@D)
+	rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call san_rules,$(m))))
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+integration: all
+	/usr/bin/python3 -m pytest -q -ra tests/integration
+
+test: unit integration
+
+bench: all
+	bench/run.sh
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all unit integration test bench clean
+.DELETE_ON_ERROR:
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

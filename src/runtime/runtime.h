@@ -1,0 +1,69 @@
+/* src/runtime: isolating one sandbox on the host kernel (container tier).
+ *
+ * rt_sandbox_spawn() runs the setup sequence of docs/runtime.md: a private uid range, a
+ * cgroup with the limits, clone3 into new user/mount/pid/net/ipc/uts/cgroup namespaces,
+ * an overlay root (idmapped read-only image + a size-bounded tmpfs upper), /proc, a
+ * minimal /dev, read-only /sys, masked /proc entries, tmpfs /tmp, pivot_root, no
+ * capabilities, no_new_privs, seccomp, and finally exec of sbx-init as PID 1 with its
+ * listening socket already bound at <run_dir>/agent.sock (so it is ready the moment the
+ * exec succeeds). Every host resource is released by rt_sandbox_destroy(). */
+#pragma once
+
+#include "../common/common.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct rt_limits {
+  uint32_t cpu_millis;   /* 1000 = one vCPU; 0 = unlimited */
+  uint64_t memory_bytes; /* 0 = unlimited; swap is always off */
+  uint64_t pids;         /* max tasks; 0 = unlimited */
+  uint64_t disk_bytes;   /* writable space: upper layer + /tmp + /dev/shm together */
+  uint64_t disk_inodes;  /* inodes in that writable space */
+  uint64_t nofile;       /* RLIMIT_NOFILE */
+};
+
+/* Defaults of the reference services: 1 vCPU, 1 GiB, 512 pids, 1 GiB disk, 65536 inodes,
+ * 4096 open files. */
+void rt_limits_default (struct rt_limits *l);
+
+struct rt_spec {
+  const char *id;        /* sandbox id (sbx_id_valid(id, "sb")) */
+  const char *rootfs;    /* absolute path of the image rootfs (lower layer, never written) */
+  const char *state_dir; /* holds run/<id>/ (agent.sock) and uid range slots */
+  const char *init_path; /* host path of the static sbx-init binary */
+  const char *hostname;  /* NULL: "sandbox" */
+  struct rt_limits limits;
+  int die_with_parent;   /* one-shot mode: PR_SET_PDEATHSIG so nothing outlives `sbx run` */
+};
+
+struct rt_sandbox; /* opaque */
+
+/* Create and start a sandbox. On failure nothing is left behind and err says which
+ * stage failed and why. */
+int rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err);
+
+/* Re-adopt a sandbox started by an earlier sbxd (found via its run dir). Fails with
+ * SBX_E_NOT_FOUND if its PID 1 is gone; the caller then calls rt_cleanup_stale. */
+int rt_sandbox_adopt (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err);
+
+const char *rt_sandbox_id (const struct rt_sandbox *sb);
+pid_t rt_sandbox_pid (const struct rt_sandbox *sb);      /* host pid of sbx-init */
+int rt_sandbox_pidfd (const struct rt_sandbox *sb);      /* for epoll: readable when PID 1 exits */
+uint32_t rt_sandbox_uid_base (const struct rt_sandbox *sb);
+const char *rt_sandbox_socket (const struct rt_sandbox *sb); /* <run_dir>/agent.sock */
+/* Did the memory cgroup OOM-kill something in this sandbox? 1 yes, 0 no. */
+int rt_sandbox_oom_killed (struct rt_sandbox *sb);
+
+/* SIGKILL every process of the sandbox; returns at once. */
+void rt_sandbox_kill (struct rt_sandbox *sb);
+/* Kill, wait until every process is gone, remove cgroups and run dir, release the uid
+ * range, free. NULL-safe; safe to call after rt_sandbox_kill or after PID 1 died. */
+void rt_sandbox_destroy (struct rt_sandbox *sb);
+
+/* Remove what a sandbox that no longer runs may have left (cgroups, run dir). For sbxd's
+ * restart path and tests. Idempotent. */
+int rt_cleanup_stale (const char *state_dir, const char *id, struct sbx_err *err);
+
+/* Compile the seccomp policy once per process (done lazily by spawn if not called). */
+int rt_seccomp_prepare (struct sbx_err *err);
