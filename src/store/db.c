@@ -1,0 +1,174 @@
+/* Opening the database, connection settings and schema migrations. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Each entry migrates from version i to i+1; never edit a released entry, append. */
+static const char *const migrations[] = {
+  /* 0 -> 1 */
+  "CREATE TABLE sandboxes ("
+  "  id TEXT PRIMARY KEY NOT NULL,"
+  "  status TEXT NOT NULL CHECK (status IN ('running', 'terminated')),"
+  "  image TEXT NOT NULL,"
+  "  created_at INTEGER NOT NULL,"
+  "  expires_at INTEGER NOT NULL,"
+  "  timeout INTEGER NOT NULL,"
+  "  cpu_millis INTEGER NOT NULL,"
+  "  memory_mb INTEGER NOT NULL,"
+  "  env TEXT,"
+  "  workdir TEXT,"
+  "  commands_executed INTEGER NOT NULL DEFAULT 0,"
+  "  terminated_at INTEGER,"
+  "  reason TEXT"
+  ");"
+  "CREATE INDEX sandboxes_status ON sandboxes (status);"
+  "CREATE TABLE execs ("
+  "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,"
+  "  argv TEXT NOT NULL,"
+  "  exit_code INTEGER,"
+  "  timed_out INTEGER NOT NULL DEFAULT 0,"
+  "  truncated INTEGER NOT NULL DEFAULT 0,"
+  "  started_at INTEGER NOT NULL,"
+  "  duration_ms INTEGER NOT NULL,"
+  "  stdout_bytes INTEGER NOT NULL,"
+  "  stderr_bytes INTEGER NOT NULL,"
+  "  error TEXT"
+  ");"
+  "CREATE INDEX execs_sandbox ON execs (sandbox_id);",
+};
+_Static_assert (sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
+                "one migration per schema version");
+
+void
+store_finalizep (sqlite3_stmt **s)
+{
+  if (*s)
+    sqlite3_finalize (*s);
+  *s = NULL;
+}
+
+int
+store_db_err (struct store *st, struct sbx_err *err, const char *what)
+{
+  return sbx_err_set (err, SBX_E_INTERNAL, 0, "%s: %s", what, sqlite3_errmsg (st->db));
+}
+
+int
+store_prepare (struct store *st, const char *sql, sqlite3_stmt **out, struct sbx_err *err)
+{
+  if (sqlite3_prepare_v2 (st->db, sql, -1, out, NULL) != SQLITE_OK)
+    return store_db_err (st, err, "prepare statement");
+  return 0;
+}
+
+int
+store_exec_sql (struct store *st, const char *sql, struct sbx_err *err)
+{
+  char *msg = NULL;
+  if (sqlite3_exec (st->db, sql, NULL, NULL, &msg) != SQLITE_OK)
+    {
+      sbx_err_set (err, SBX_E_INTERNAL, 0, "sql: %s", msg ? msg : "unknown error");
+      sqlite3_free (msg);
+      return -1;
+    }
+  return 0;
+}
+
+static int
+pragma_int (struct store *st, const char *sql, int *out, struct sbx_err *err)
+{
+  cleanup_stmt sqlite3_stmt *s = NULL;
+  if (store_prepare (st, sql, &s, err) < 0)
+    return -1;
+  if (sqlite3_step (s) != SQLITE_ROW)
+    return store_db_err (st, err, sql);
+  *out = sqlite3_column_int (s, 0);
+  return 0;
+}
+
+int
+store_schema_version (struct store *st)
+{
+  int v = -1;
+  pthread_mutex_lock (&st->lock);
+  pragma_int (st, "PRAGMA user_version", &v, NULL);
+  pthread_mutex_unlock (&st->lock);
+  return v;
+}
+
+static int
+migrate (struct store *st, struct sbx_err *err)
+{
+  int v;
+  if (pragma_int (st, "PRAGMA user_version", &v, err) < 0)
+    return -1;
+  if (v > STORE_SCHEMA_VERSION)
+    return sbx_err_set (err, SBX_E_INTERNAL, 0,
+                        "database schema version %d is newer than this sbxd (%d)", v,
+                        STORE_SCHEMA_VERSION);
+  for (; v < STORE_SCHEMA_VERSION; v++)
+    {
+      char bump[64];
+      snprintf (bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+      if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
+        return -1;
+      if (store_exec_sql (st, migrations[v], err) < 0 || store_exec_sql (st, bump, err) < 0)
+        {
+          store_exec_sql (st, "ROLLBACK", NULL);
+          return sbx_err_wrap (err, "migrate schema to version %d", v + 1);
+        }
+      if (store_exec_sql (st, "COMMIT", err) < 0)
+        return -1;
+    }
+  return 0;
+}
+
+int
+store_open (const char *path, struct store **out, struct sbx_err *err)
+{
+  struct store *st = calloc (1, sizeof *st);
+  if (!st)
+    return sbx_err_sys (err, "allocate store");
+  pthread_mutex_init (&st->lock, NULL);
+  int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
+              | SQLITE_OPEN_NOFOLLOW;
+  if (sqlite3_open_v2 (path, &st->db, flags, NULL) != SQLITE_OK)
+    {
+      sbx_err_set (err, SBX_E_INTERNAL, 0, "open database '%s': %s", path,
+                   st->db ? sqlite3_errmsg (st->db) : "out of memory");
+      store_close (st);
+      return -1;
+    }
+  sqlite3_busy_timeout (st->db, 5000);
+  sqlite3_extended_result_codes (st->db, 1);
+  if (store_exec_sql (st, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                          "PRAGMA foreign_keys = ON;", err) < 0
+      || migrate (st, err) < 0)
+    {
+      sbx_err_wrap (err, "database '%s'", path);
+      store_close (st);
+      return -1;
+    }
+  *out = st;
+  return 0;
+}
+
+void
+store_close (struct store *st)
+{
+  if (!st)
+    return;
+  if (st->db)
+    sqlite3_close (st->db);
+  pthread_mutex_destroy (&st->lock);
+  free (st);
+}
+
+const char *
+store_status_name (int status)
+{
+  return status == STORE_TERMINATED ? "terminated" : "running";
+}
