@@ -33,6 +33,38 @@ enum proto_type {
   PROTO_PONG = 11,
 };
 
+/* TLV tags (u16). Integers are big-endian with the exact width shown; strings are bytes
+ * without NUL and without terminator. Tags below 64 other than ARGV/ENV may appear at most
+ * once; ARGV and ENV repeat, in order. docs/protocol.md has the full table. */
+enum proto_tag {
+  PROTO_TAG_HELLO_VERSION = 1, /* u32, required */
+  PROTO_TAG_HELLO_NAME = 2,    /* string, informative ("sbx-init", "sbxd", "sbx") */
+
+  PROTO_TAG_EXEC_ARGV = 1,       /* string, repeated, at least once */
+  PROTO_TAG_EXEC_ENV = 2,        /* string "K=V", repeated */
+  PROTO_TAG_EXEC_CWD = 3,        /* string */
+  PROTO_TAG_EXEC_STDIN_MODE = 4, /* u32 */
+  PROTO_TAG_EXEC_TIMEOUT_MS = 5, /* u64 */
+  PROTO_TAG_EXEC_MAX_OUTPUT = 6, /* u64 */
+
+  PROTO_TAG_EXIT_CODE = 1,             /* u32 (int32 two's complement), required */
+  PROTO_TAG_EXIT_SIGNAL = 2,           /* u32 */
+  PROTO_TAG_EXIT_DURATION_US = 3,      /* u64 */
+  PROTO_TAG_EXIT_STDOUT_BYTES = 4,     /* u64 */
+  PROTO_TAG_EXIT_STDERR_BYTES = 5,     /* u64 */
+  PROTO_TAG_EXIT_STDOUT_TRUNCATED = 6, /* u8 */
+  PROTO_TAG_EXIT_STDERR_TRUNCATED = 7, /* u8 */
+  PROTO_TAG_EXIT_TIMED_OUT = 8,        /* u8 */
+  PROTO_TAG_EXIT_CPU_US = 9,           /* u64 */
+  PROTO_TAG_EXIT_MAX_RSS_KB = 10,      /* u64 */
+
+  PROTO_TAG_ERROR_CODE = 1,    /* u32: enum sbx_code */
+  PROTO_TAG_ERROR_MESSAGE = 2, /* string (at most 4096 bytes are sent) */
+};
+
+/* Largest chunk of EXEC_STDOUT/EXEC_STDERR/EXEC_STDIN data in one frame, by convention. */
+#define PROTO_DATA_CHUNK (64u * 1024)
+
 /* How the exec's stdin is fed. */
 enum proto_stdin_mode {
   PROTO_STDIN_NULL = 0, /* /dev/null */
@@ -71,6 +103,8 @@ struct proto_buf {
 };
 void proto_buf_free (struct proto_buf *b);
 int proto_buf_append (struct proto_buf *b, const void *p, size_t n);
+/* Make room for n more bytes after len (cap >= len + n). Returns 0 or -1 (ENOMEM). */
+int proto_buf_reserve (struct proto_buf *b, size_t n);
 
 /* One decoded frame; payload points into the reader's buffer (valid until the next call). */
 struct proto_frame {
@@ -84,8 +118,13 @@ struct proto_frame {
 /* Append a complete frame (header + payload) to out. */
 int proto_frame_append (struct proto_buf *out, uint8_t type, uint32_t id, const void *payload,
                         uint32_t len);
-/* Blocking write of one frame to fd. Returns 0 or -1 with errno. */
+/* Blocking write of one frame to fd. Returns 0 or -1 with errno. Sockets are written with
+ * MSG_NOSIGNAL, so a closed peer is EPIPE, never a SIGPIPE. */
 int proto_frame_write (int fd, uint8_t type, uint32_t id, const void *payload, uint32_t len);
+/* Write the 9-byte header (for callers that build the payload in place). */
+void proto_header_encode (uint8_t hdr[PROTO_HEADER_SIZE], uint8_t type, uint32_t id, uint32_t len);
+/* True for the frame types of enum proto_type. */
+int proto_type_valid (uint8_t type);
 
 /* ---- reading frames (works for blocking and non-blocking fds) ---- */
 struct proto_reader {
@@ -94,16 +133,26 @@ struct proto_reader {
 };
 void proto_reader_init (struct proto_reader *r);
 void proto_reader_free (struct proto_reader *r);
-/* Read what is available from fd (one read() call). Returns bytes read, 0 on EOF,
- * -1 with errno (EAGAIN when a non-blocking fd has nothing). */
+/* Read what is available from fd (one read() call, at most 64 KiB). Returns bytes read, 0 on
+ * EOF, -1 with errno (EAGAIN when a non-blocking fd has nothing; ENOBUFS if the caller keeps
+ * filling without taking frames out). The buffer never exceeds one maximal frame + 64 KiB.
+ * Invalidates the payload pointers of frames returned before. */
 ssize_t proto_reader_fill (struct proto_reader *r, int fd);
+/* Bytes buffered but not yet returned as frames (nonzero at EOF = truncated frame). */
+size_t proto_reader_pending (const struct proto_reader *r);
 /* Take the next complete frame out of the buffer. Returns 1 with *f filled, 0 if more bytes
- * are needed, -1 if the stream is malformed (err filled; close the connection). */
+ * are needed, -1 if the stream is malformed (err filled; close the connection). The header is
+ * checked as soon as it is complete (length limit, known type), before the payload arrives.
+ * f->payload stays valid until the next proto_reader_fill / proto_read_frame. */
 int proto_reader_next (struct proto_reader *r, struct proto_frame *f, struct sbx_err *err);
 /* Blocking: read until a frame is complete. Returns 1, 0 on clean EOF, -1 on error. */
 int proto_read_frame (int fd, struct proto_reader *r, struct proto_frame *f, struct sbx_err *err);
 
 /* ---- structured payloads ---- */
+/* Encoders append a payload to out and return 0, or -1 with errno (EINVAL: argc == 0 or
+ * > 65536 entries; EMSGSIZE: more than PROTO_MAX_PAYLOAD) leaving out as it was. Decoders
+ * skip unknown tags and refuse truncated records, wrong integer widths, repeated single
+ * tags and NUL inside strings. */
 int proto_hello_encode (struct proto_buf *out, const char *name);
 int proto_hello_decode (const uint8_t *p, size_t n, uint32_t *version, struct sbx_err *err);
 int proto_exec_req_encode (const struct proto_exec_req *req, struct proto_buf *out);
@@ -120,5 +169,8 @@ int proto_error_decode (const uint8_t *p, size_t n, uint32_t *code, char *msg, s
                         struct sbx_err *err);
 
 /* ---- host-side client helpers (blocking), used by `sbx run`, tests and sbxd ---- */
-/* Connect to an agent socket path and exchange HELLO. Returns a CLOEXEC fd or -1. */
+/* Connect to an agent socket path and exchange HELLO. Returns a CLOEXEC fd or -1. r is
+ * initialized here (do not pass a reader holding data); release it with proto_reader_free
+ * after use, also after a failure. A peer answering with ERROR fails with its code and
+ * message; another protocol version fails with SBX_E_PROTO. */
 int proto_client_connect (const char *socket_path, struct proto_reader *r, struct sbx_err *err);

@@ -1,0 +1,63 @@
+/* Host side: connect to an agent's socket and exchange HELLO (blocking). */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int
+proto_client_connect (const char *socket_path, struct proto_reader *r, struct sbx_err *err)
+{
+  proto_reader_init (r);
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  size_t plen = strlen (socket_path);
+  if (plen == 0 || plen >= sizeof sa.sun_path)
+    return sbx_err_set (err, SBX_E_INVALID, ENAMETOOLONG, "agent socket path \"%s\" too long",
+                        socket_path);
+  memcpy (sa.sun_path, socket_path, plen + 1);
+
+  cleanup_close int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return sbx_err_sys (err, "socket");
+  int rc;
+  do
+    rc = connect (fd, (struct sockaddr *) &sa, sizeof sa);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0)
+    return sbx_err_sys (err, "connect \"%s\"", socket_path);
+
+  struct proto_buf hello = { 0 };
+  if (proto_hello_encode (&hello, "sbx") < 0)
+    return sbx_err_sys (err, "encode hello");
+  rc = proto_frame_write (fd, PROTO_HELLO, 0, hello.data, (uint32_t) hello.len);
+  proto_buf_free (&hello);
+  if (rc < 0)
+    return sbx_err_sys (err, "send hello to \"%s\"", socket_path);
+
+  struct proto_frame f;
+  rc = proto_read_frame (fd, r, &f, err);
+  if (rc == 0)
+    return sbx_err_set (err, SBX_E_PROTO, 0, "agent \"%s\" closed before hello", socket_path);
+  if (rc < 0)
+    return sbx_err_wrap (err, "hello from \"%s\"", socket_path);
+  if (f.type == PROTO_ERROR)
+    {
+      uint32_t code;
+      char msg[512];
+      if (proto_error_decode (f.payload, f.len, &code, msg, sizeof msg, err) < 0)
+        return sbx_err_wrap (err, "hello from \"%s\"", socket_path);
+      return sbx_err_set (err, (int) code, 0, "agent \"%s\" refused: %s", socket_path, msg);
+    }
+  if (f.type != PROTO_HELLO)
+    return sbx_err_set (err, SBX_E_PROTO, 0, "agent \"%s\" sent frame type %u before hello",
+                        socket_path, f.type);
+  uint32_t version = 0;
+  if (proto_hello_decode (f.payload, f.len, &version, err) < 0)
+    return sbx_err_wrap (err, "hello from \"%s\"", socket_path);
+  if (version != PROTO_VERSION)
+    return sbx_err_set (err, SBX_E_PROTO, 0, "agent \"%s\" speaks protocol %u, we speak %u",
+                        socket_path, version, PROTO_VERSION);
+  return steal_fd (&fd);
+}
