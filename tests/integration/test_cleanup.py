@@ -1,0 +1,84 @@
+"""Teardown leaves nothing behind: processes, cgroups, mounts, run dirs (issue 2)."""
+import glob
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import SBX, sbx_env
+from sandbox_util import sbx_run
+
+pytestmark = pytest.mark.usefixtures("python_image")
+
+
+def leftovers(state_dir):
+    found = []
+    found += glob.glob("/sys/fs/cgroup/*/sbx/sb_*") + glob.glob("/sys/fs/cgroup/sbx/sb_*")
+    found += glob.glob(f"{state_dir}/run/*")
+    with open("/proc/self/mountinfo") as f:
+        found += [l for l in f if f"{state_dir}/run" in l]
+    out = subprocess.run(["pgrep", "-x", "sbx-init"], capture_output=True, text=True).stdout
+    found += [f"sbx-init pid {p}" for p in out.split()]
+    return found
+
+
+def wait_clean(state_dir, seconds=10):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = leftovers(state_dir)
+        if not left:
+            return []
+        time.sleep(0.1)
+    return leftovers(state_dir)
+
+
+def test_many_cycles_leave_nothing(state_dir):
+    assert wait_clean(state_dir) == []
+    for i in range(25):
+        r = sbx_run(["/bin/sh", "-c", f"echo {i} > /tmp/x; cat /tmp/x"])
+        assert r.returncode == 0 and r.stdout.strip() == str(i).encode()
+    assert wait_clean(state_dir) == []
+
+
+def test_double_forked_setsid_processes_are_killed(state_dir):
+    token = uuid.uuid4().hex[:12]
+    r = sbx_run(["/bin/sh", "-c",
+                 f"setsid sh -c 'sleep 1000 & exec sleep 1001' </dev/null >/dev/null 2>&1 & "
+                 f"(setsid nohup sh -c 'exec -a sbx{token} sleep 1002' &) ; echo started"])
+    assert r.stdout.strip() == b"started"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        out = subprocess.run(["pgrep", "-f", "sleep 100[012]|sbx" + token], capture_output=True,
+                             text=True).stdout
+        if not out.strip():
+            break
+        time.sleep(0.05)
+    assert out.strip() == "", "processes outlived the sandbox: " + out
+    assert wait_clean(state_dir) == []
+
+
+def test_sbx_init_killed_with_sigkill_is_cleaned_up(state_dir):
+    p = subprocess.Popen([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo up; exec sleep 60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sbx_env())
+    assert p.stdout.readline().strip() == b"up"
+    inits = subprocess.run(["pgrep", "-x", "-P", str(p.pid), "sbx-init"], capture_output=True,
+                           text=True).stdout.split()
+    assert len(inits) == 1, inits
+    os.kill(int(inits[0]), signal.SIGKILL)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 125, (p.returncode, err)
+    assert b"sandbox" in err
+    assert wait_clean(state_dir) == []
+
+
+def test_interrupting_sbx_run_cleans_up(state_dir):
+    p = subprocess.Popen([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo up; exec sleep 60"],
+                         stdout=subprocess.PIPE, env=sbx_env())
+    assert p.stdout.readline().strip() == b"up"
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=30)
+    assert p.returncode == 128 + signal.SIGINT
+    assert wait_clean(state_dir) == []

@@ -1,0 +1,70 @@
+"""Resource limits hold, measured from inside real sandboxes (issue 2)."""
+import pytest
+
+from sandbox_util import probe, sbx_run
+
+pytestmark = pytest.mark.usefixtures("python_image")
+
+
+def test_memory_hog_is_killed_near_the_limit():
+    r, kv = probe("memhog", "2048", opts=["--memory", "128"])
+    assert r.returncode == 137, (r.returncode, r.stderr)  # SIGKILL by the OOM killer
+    reached = int(kv["allocated"][-1]) if kv["allocated"] else 0
+    assert 48 <= reached <= 128, reached
+
+
+def test_fork_bomb_stops_at_pids_limit():
+    r, kv = probe("forkbomb", "100000", opts=["--pids", "64"])
+    forked = int(kv["forked"][0])
+    assert kv["stopped"] == ["Resource temporarily unavailable"], kv
+    # PID 1, sh and the probe count against the limit too.
+    assert 32 <= forked < 64, forked
+
+
+def test_disk_fill_ends_in_enospc_near_the_limit():
+    r, kv = probe("fill", "/root/big", opts=["--disk", "64"])
+    assert r.returncode == 0, r.stderr
+    written = int(kv["written"][0])
+    assert kv["error"] == ["No space left on device"], kv
+    assert 48 << 20 <= written <= 64 << 20, written
+
+
+@pytest.mark.parametrize("where", ["/tmp/big", "/dev/shm/big"])
+def test_tmp_and_shm_share_the_disk_bound(where):
+    r, kv = probe("fill", where, opts=["--disk", "32"])
+    assert kv["error"] == ["No space left on device"], kv
+    assert int(kv["written"][0]) <= 32 << 20
+
+
+def test_inode_bound():
+    r, kv = probe("inodes", "/root", opts=["--inodes", "2000"])
+    assert kv["error"] == ["No space left on device"], kv
+    assert 1000 <= int(kv["files"][0]) <= 2000, kv
+
+
+def test_four_spinning_threads_get_about_one_cpu():
+    r, kv = probe("spin", "4", "3", opts=["--cpu", "1"])
+    assert r.returncode == 0, r.stderr
+    cpus = float(kv["cpus"][0])
+    assert 0.5 <= cpus <= 1.3, cpus
+
+
+def test_half_a_cpu():
+    r, kv = probe("spin", "2", "3", opts=["--cpu", "0.5"])
+    cpus = float(kv["cpus"][0])
+    assert 0.25 <= cpus <= 0.7, cpus
+
+
+def test_output_flood_is_bounded_and_marked_truncated():
+    r = sbx_run(["/bin/sh", "-c", "head -c 50000000 /dev/zero; echo done >&2"],
+                opts=["--max-output", "1M"])
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) == 1 << 20
+    assert b"truncated" in r.stderr
+    assert b"stdout 50000000 bytes" in r.stderr
+
+
+def test_lifetime_timeout_kills_command():
+    r = sbx_run(["sleep", "60"], opts=["--timeout", "2"], timeout=60)
+    assert r.returncode == 124, (r.returncode, r.stderr)
+    assert b"timed out" in r.stderr
