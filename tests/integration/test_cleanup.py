@@ -14,7 +14,7 @@ from sandbox_util import sbx_run
 pytestmark = pytest.mark.usefixtures("python_image")
 
 
-def leftovers(state_dir):
+def leftovers(state_dir, baseline):
     found = []
     found += glob.glob("/sys/fs/cgroup/*/sbx/sb_*") + glob.glob("/sys/fs/cgroup/sbx/sb_*")
     found += glob.glob(f"{state_dir}/run/*")
@@ -25,25 +25,30 @@ def leftovers(state_dir):
     return found
 
 
-def wait_clean(state_dir, seconds=10):
+@pytest.fixture
+def baseline(state_dir, baseline):
+    """What exists before the test (e.g. sandboxes of another test's sbxd): not ours."""
+    return set(leftovers(state_dir))
+
+
+def wait_clean(state_dir, baseline, seconds=10):
+    """Wait until nothing beyond the baseline is left; returns what is left."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        left = leftovers(state_dir)
-        if not left:
-            return []
+    while True:
+        left = [x for x in leftovers(state_dir) if x not in baseline]
+        if not left or time.monotonic() > deadline:
+            return left
         time.sleep(0.1)
-    return leftovers(state_dir)
 
 
-def test_many_cycles_leave_nothing(state_dir):
-    assert wait_clean(state_dir) == []
+def test_many_cycles_leave_nothing(state_dir, baseline):
     for i in range(25):
         r = sbx_run(["/bin/sh", "-c", f"echo {i} > /tmp/x; cat /tmp/x"])
         assert r.returncode == 0 and r.stdout.strip() == str(i).encode()
-    assert wait_clean(state_dir) == []
+    assert wait_clean(state_dir, baseline) == []
 
 
-def test_double_forked_setsid_processes_are_killed(state_dir):
+def test_double_forked_setsid_processes_are_killed(state_dir, baseline):
     token = uuid.uuid4().hex[:12]
     r = sbx_run(["/bin/sh", "-c",
                  f"setsid sh -c 'sleep 1000 & exec sleep 1001' </dev/null >/dev/null 2>&1 & "
@@ -57,10 +62,10 @@ def test_double_forked_setsid_processes_are_killed(state_dir):
             break
         time.sleep(0.05)
     assert out.strip() == "", "processes outlived the sandbox: " + out
-    assert wait_clean(state_dir) == []
+    assert wait_clean(state_dir, baseline) == []
 
 
-def test_sbx_init_killed_with_sigkill_is_cleaned_up(state_dir):
+def test_sbx_init_killed_with_sigkill_is_cleaned_up(state_dir, baseline):
     p = subprocess.Popen([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo up; exec sleep 60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=sbx_env())
     assert p.stdout.readline().strip() == b"up"
@@ -71,14 +76,14 @@ def test_sbx_init_killed_with_sigkill_is_cleaned_up(state_dir):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 125, (p.returncode, err)
     assert b"sandbox" in err
-    assert wait_clean(state_dir) == []
+    assert wait_clean(state_dir, baseline) == []
 
 
-def test_interrupting_sbx_run_cleans_up(state_dir):
+def test_interrupting_sbx_run_cleans_up(state_dir, baseline):
     p = subprocess.Popen([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo up; exec sleep 60"],
                          stdout=subprocess.PIPE, env=sbx_env())
     assert p.stdout.readline().strip() == b"up"
     p.send_signal(signal.SIGINT)
     p.wait(timeout=30)
     assert p.returncode == 128 + signal.SIGINT
-    assert wait_clean(state_dir) == []
+    assert wait_clean(state_dir, baseline) == []
