@@ -14,7 +14,7 @@ from sandbox_util import sbx_run
 pytestmark = pytest.mark.usefixtures("python_image")
 
 
-def leftovers(state_dir, baseline):
+def leftovers(state_dir):
     found = []
     found += glob.glob("/sys/fs/cgroup/*/sbx/sb_*") + glob.glob("/sys/fs/cgroup/sbx/sb_*")
     found += glob.glob(f"{state_dir}/run/*")
@@ -26,7 +26,7 @@ def leftovers(state_dir, baseline):
 
 
 @pytest.fixture
-def baseline(state_dir, baseline):
+def baseline(state_dir):
     """What exists before the test (e.g. sandboxes of another test's sbxd): not ours."""
     return set(leftovers(state_dir))
 
