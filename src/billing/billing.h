@@ -1,0 +1,90 @@
+/* src/billing: money. Prices (exact integers of USDC's 6-decimal base unit, never floating
+ * point), the hashing and signature checks behind x402 (keccak-256, EIP-712 for EIP-3009
+ * TransferWithAuthorization, secp256k1 signer recovery), and x402 itself: decoding the
+ * payment headers, building the 402 requirements, and verifying a payment against what
+ * sbxd offered.
+ *
+ * Everything here is pure: no clock (callers pass `now`), no storage, no network. The
+ * replay store of (from, nonce), the ledger and settlement belong to sbxd, which calls in.
+ * Protocol notes: ../shared/x402/x402.md; docs/payments.md says what sbx implements. */
+#pragma once
+
+#include "../common/common.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ====================================================================================
+ * Pricing
+ * ==================================================================================== */
+
+/* Amounts are in USDC base units: 1 USDC = 1000000, $0.01 = 10000. */
+#define BILL_DECIMALS 6
+#define BILL_UNITS_PER_USD 1000000ull
+/* Upper bound of any configured price ($1,000,000): keeps rate × seconds far below 2^64. */
+#define BILL_AMOUNT_MAX (1000000ull * BILL_UNITS_PER_USD)
+/* Upper bound of the configurable maximum sandbox lifetime (7 days). */
+#define BILL_TIMEOUT_LIMIT_S (7 * 86400)
+
+enum bill_tier {
+  BILL_TIER_CPU = 0,
+  BILL_TIER_T4,
+  BILL_TIER_L4,
+  BILL_TIER_A10G,
+  BILL_TIER_A100,
+  BILL_TIER_H100,
+  BILL_TIER_COUNT
+};
+
+enum bill_op { BILL_OP_EXEC = 0, BILL_OP_STATUS, BILL_OP_TERMINATE, BILL_OP_COUNT };
+
+struct bill_pricing {
+  int64_t burst_max_s;               /* creates with timeout <= this pay the flat burst price */
+  int64_t max_timeout_s;             /* longest sandbox that can be priced (and created) */
+  uint64_t burst[BILL_TIER_COUNT];   /* flat price per create, timeout <= burst_max_s */
+  uint64_t hourly[BILL_TIER_COUNT];  /* per-hour rate, timeout > burst_max_s */
+  uint64_t op[BILL_OP_COUNT];        /* exec, status, terminate: per request */
+};
+
+/* The reference pricing: burst CPU 10000, T4 50000, L4 80000, A10G 100000, A100 200000,
+ * H100 400000 up to 300 s; hourly CPU 100000, T4 1500000, L4 2000000, A10G 2500000,
+ * A100 4000000, H100 8000000; exec/status/terminate 1000; lifetimes up to 86400 s. */
+void bill_pricing_default (struct bill_pricing *p);
+
+/* Override *p from a JSON object (the "pricing" object of the config file). Every key is
+ * optional; unknown keys, unknown tiers, negative or non-integer amounts, floats, amounts
+ * above BILL_AMOUNT_MAX and inconsistent limits are refused (SBX_E_INVALID). An amount is a
+ * JSON integer of base units or a string "$D[.DDDDDD]" of dollars (exact, at most 6
+ * decimals). *p is left untouched on error. Shape:
+ *   {"burst_max_seconds":300, "max_timeout_seconds":86400,
+ *    "create":{"burst":{"cpu":10000,...}, "hourly":{"t4":"$1.50",...}},
+ *    "exec":1000, "status":1000, "terminate":1000} */
+int bill_pricing_from_json (const json_t *obj, struct bill_pricing *p, struct sbx_err *err);
+
+/* The table as served by GET /v1/pricing (new reference, caller decrefs). Each price is
+ * {"amount": <base units, integer>, "usd": "0.01"}. */
+json_t *bill_pricing_to_json (const struct bill_pricing *p);
+
+/* Price of a create of `timeout_s` seconds on `tier`. timeout_s <= burst_max_s: the flat
+ * burst price. Longer: hourly × timeout_s / 3600, rounded UP to the next base unit when not
+ * exact (90 min on T4: 1500000 × 5400 / 3600 = 2250000 exactly). timeout_s outside
+ * [1, max_timeout_s] or an unknown tier: SBX_E_INVALID. */
+int bill_price_create (const struct bill_pricing *p, int tier, int64_t timeout_s,
+                       uint64_t *out, struct sbx_err *err);
+/* Price of exec / status / terminate; 0 for an unknown op. */
+uint64_t bill_price_op (const struct bill_pricing *p, int op);
+
+/* "cpu", "t4", "l4", "a10g", "a100", "h100" (parsing is case-insensitive). */
+const char *bill_tier_name (int tier);
+int bill_tier_parse (const char *s, int *tier);   /* 0, or -1 if unknown */
+const char *bill_op_name (int op);                /* "exec", "status", "terminate" */
+
+/* Dollars, exact: 10000 -> "0.01", 1000 -> "0.001", 2250000 -> "2.25", 1 -> "0.000001"
+ * (at least two decimals, trailing zeros trimmed). cap >= 32. */
+void bill_amount_usd (uint64_t amount, char *buf, size_t cap);
+/* Parse "$D[.DDDDDD]" (the '$' is required) into base units; -1 if malformed or too big. */
+int bill_amount_parse_usd (const char *s, uint64_t *out);
+/* Parse a canonical unsigned decimal ("0" or [1-9][0-9]*, no sign, no spaces, no leading
+ * zeros) into a uint64; -1 on anything else or on overflow. */
+int bill_parse_u64 (const char *s, uint64_t *out);
