@@ -197,24 +197,26 @@ rt_cg_read_key (const char *dir, const char *file, const char *key, uint64_t *ou
 struct procs_scan {
   void (*fn) (pid_t);
   uint64_t cur;
-  int in_num;
+  int digits; /* digits seen in this line */
+  int bad;    /* anything else seen in this line */
   int count;
 };
 
+/* End of one line of cgroup.procs: exactly one decimal pid, nothing else. */
 static void
-scan_end_number (struct procs_scan *ps)
+scan_end_line (struct procs_scan *ps)
 {
-  if (ps->in_num && ps->cur > 0 && ps->cur <= INT32_MAX)
+  if (ps->digits && !ps->bad && ps->cur > 1 && ps->cur <= INT32_MAX)
     {
       ps->count++;
-      /* Never signal 0, a negative pid or ourselves, whatever a (possibly fake) procs
-       * file says: kill(0)/kill(-1) semantics must be impossible here. */
+      /* Never signal 0, -1, init or ourselves, whatever a (possibly fake) procs file
+       * says: kill(0)/kill(-1) semantics must be impossible here. */
       if ((pid_t) ps->cur == getpid ())
         LOG_WARN ("cgroup: own pid listed in a sandbox cgroup; not signalled");
       else if (ps->fn)
         ps->fn ((pid_t) ps->cur);
     }
-  ps->in_num = 0;
+  ps->digits = ps->bad = 0;
   ps->cur = 0;
 }
 
@@ -237,7 +239,7 @@ for_each_proc (const char *dir, void (*fn) (pid_t))
         return errno == ENODEV ? ps.count : -1; /* ENODEV: removed under us */
       if (n == 0)
         {
-          scan_end_number (&ps);
+          scan_end_line (&ps);
           return ps.count;
         }
       for (ssize_t i = 0; i < n; i++)
@@ -247,10 +249,12 @@ for_each_proc (const char *dir, void (*fn) (pid_t))
             {
               if (ps.cur <= INT32_MAX) /* saturate; anything above is not a pid */
                 ps.cur = ps.cur * 10 + (uint64_t) (c - '0');
-              ps.in_num = 1;
+              ps.digits++;
             }
+          else if (c == '\n')
+            scan_end_line (&ps);
           else
-            scan_end_number (&ps);
+            ps.bad = 1;
         }
     }
 }
