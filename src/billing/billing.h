@@ -88,3 +88,23 @@ int bill_amount_parse_usd (const char *s, uint64_t *out);
 /* Parse a canonical unsigned decimal ("0" or [1-9][0-9]*, no sign, no spaces, no leading
  * zeros) into a uint64; -1 on anything else or on overflow. */
 int bill_parse_u64 (const char *s, uint64_t *out);
+
+/* ====================================================================================
+ * Hex and keccak-256
+ * ==================================================================================== */
+
+/* Decode "0x" + exactly 2n hex digits (either case) into n bytes; -1 on anything else. */
+int bill_hex_decode (const char *s, uint8_t *out, size_t n);
+/* "0x" + lowercase hex of n bytes into out (cap >= 2n + 3). */
+void bill_hex_encode (const uint8_t *in, size_t n, char *out, size_t cap);
+
+/* Ethereum's keccak-256: Keccak[c=512] with the original padding byte 0x01, NOT FIPS-202
+ * SHA3-256 (0x06). Incremental or one-shot. */
+struct bill_keccak {
+  uint64_t st[25];
+  size_t pos;
+};
+void bill_keccak_init (struct bill_keccak *k);
+void bill_keccak_update (struct bill_keccak *k, const void *data, size_t len);
+void bill_keccak_final (struct bill_keccak *k, uint8_t out[32]);
+void bill_keccak256 (const void *data, size_t len, uint8_t out[32]);
