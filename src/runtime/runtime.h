@@ -34,7 +34,10 @@ struct rt_spec {
   const char *init_path; /* host path of the static sbx-init binary */
   const char *hostname;  /* NULL: "sandbox" */
   struct rt_limits limits;
-  int die_with_parent;   /* one-shot mode: PR_SET_PDEATHSIG so nothing outlives `sbx run` */
+  int die_with_parent;   /* one-shot mode: PR_SET_PDEATHSIG so nothing outlives `sbx run`.
+                          * The kernel fires it when the *thread* that spawned exits. */
+  int inherit_stderr;    /* nonzero: sbx-init's fd 2 is the caller's fd 2 (debugging);
+                          * otherwise fds 0-2 are the sandbox's /dev/null */
 };
 
 struct rt_sandbox; /* opaque */

@@ -1,0 +1,228 @@
+/* The sandbox's filesystem, built by the pre-exec child (same rules as child.c: syscalls
+ * only). The child's cwd is the scratch tmpfs on <run_dir>/root, visible only in the
+ * sandbox's mount namespace:
+ *
+ *   lower/  the image, an idmapped read-only clone made by the parent (host root files
+ *           show as root inside)
+ *   upper/ work/  the overlay's writable layer
+ *   tmp/ shm/     bound to /tmp and /dev/shm
+ *   new/    the overlay: becomes / at pivot_root
+ *
+ * All paths are string constants relative to the scratch dir: nothing here resolves a
+ * path inside the image before pivot_root except under new/, where the image's own
+ * symlinks could point anywhere, so each mount target under new/ is created or checked
+ * with O_NOFOLLOW semantics (mkdir fails on a symlink; bind targets are opened with
+ * O_NOFOLLOW). */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FAIL(stage, msg) rt_child_fail (c, (stage), errno, (msg))
+
+/* mkdir that accepts an existing directory but never a symlink or other file: a symlink
+ * planted in the image at /proc or /tmp must not redirect a mount onto the host. */
+static int
+ensure_dir (const char *path, mode_t mode)
+{
+  if (mkdir (path, mode) == 0)
+    return 0;
+  if (errno != EEXIST)
+    return -1;
+  struct stat st;
+  if (lstat (path, &st) < 0)
+    return -1;
+  if (!S_ISDIR (st.st_mode))
+    {
+      errno = ENOTDIR;
+      return -1;
+    }
+  return 0;
+}
+
+/* An empty regular file to bind a device node or /dev/null onto. */
+static int
+ensure_file (const char *path)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return -1;
+  close (fd);
+  return 0;
+}
+
+static int
+bind (const char *src, const char *dst, unsigned long extra)
+{
+  if (mount (src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+    return -1;
+  if (extra && mount (NULL, dst, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
+    return -1;
+  return 0;
+}
+
+void
+rt_mount_layers (const struct rt_child *c, int lower_fd)
+{
+  static const char *const dirs[] = { "lower", "upper", "work", "tmp", "shm", "new" };
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+    if (mkdir (dirs[i], 0755) < 0)
+      FAIL (RT_STAGE_LAYERS, "mkdir in scratch");
+  if (chmod ("tmp", 01777) < 0 || chmod ("shm", 01777) < 0)
+    FAIL (RT_STAGE_LAYERS, "chmod tmp/shm");
+  if (move_mount (lower_fd, "", AT_FDCWD, "lower", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    FAIL (RT_STAGE_LAYERS, "attach image mount");
+  close (lower_fd);
+}
+
+/* userxattr: in a user namespace overlayfs cannot use trusted.* xattrs for its
+ * bookkeeping (whiteouts, opaque dirs) and must be told to use user.* ones. */
+void
+rt_mount_overlay (const struct rt_child *c)
+{
+  if (mount ("overlay", "new", "overlay", MS_NOSUID | MS_NODEV,
+             "lowerdir=lower,upperdir=upper,workdir=work,userxattr")
+      < 0)
+    FAIL (RT_STAGE_OVERLAY, "mount overlay");
+}
+
+void
+rt_mount_proc (const struct rt_child *c)
+{
+  if (ensure_dir ("new/proc", 0555) < 0)
+    FAIL (RT_STAGE_PROC, "mkdir /proc");
+  if (mount ("proc", "new/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    FAIL (RT_STAGE_PROC, "mount /proc");
+}
+
+/* A tiny /dev: the host's harmless character devices bound in (a user namespace cannot
+ * mknod), a private devpts instance, /dev/shm on the scratch space, the usual symlinks.
+ * Read-only at the end so nothing can be added to it. */
+void
+rt_mount_dev (const struct rt_child *c)
+{
+  static const char *const nodes[][2] = {
+    { "/dev/null", "new/dev/null" },       { "/dev/zero", "new/dev/zero" },
+    { "/dev/full", "new/dev/full" },       { "/dev/random", "new/dev/random" },
+    { "/dev/urandom", "new/dev/urandom" }, { "/dev/tty", "new/dev/tty" },
+  };
+  static const char *const links[][2] = {
+    { "pts/ptmx", "new/dev/ptmx" },          { "/proc/self/fd", "new/dev/fd" },
+    { "/proc/self/fd/0", "new/dev/stdin" },  { "/proc/self/fd/1", "new/dev/stdout" },
+    { "/proc/self/fd/2", "new/dev/stderr" },
+  };
+  if (ensure_dir ("new/dev", 0755) < 0)
+    FAIL (RT_STAGE_DEV, "mkdir /dev");
+  if (mount ("dev", "new/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
+             "mode=0755,size=64k,nr_inodes=64,uid=0,gid=0")
+      < 0)
+    FAIL (RT_STAGE_DEV, "mount tmpfs /dev");
+  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
+    if (ensure_file (nodes[i][1]) < 0 || bind (nodes[i][0], nodes[i][1], 0) < 0)
+      FAIL (RT_STAGE_DEV, "bind a /dev node");
+  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+    if (symlink (links[i][0], links[i][1]) < 0)
+      FAIL (RT_STAGE_DEV, "symlink in /dev");
+  if (mkdir ("new/dev/pts", 0755) < 0 || mkdir ("new/dev/shm", 01777) < 0
+      || mkdir ("new/dev/mqueue", 0755) < 0)
+    FAIL (RT_STAGE_DEV, "mkdir in /dev");
+  if (mount ("devpts", "new/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+             "newinstance,ptmxmode=0666,mode=0620")
+      < 0)
+    FAIL (RT_STAGE_DEV, "mount devpts");
+  if (bind ("shm", "new/dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+    FAIL (RT_STAGE_DEV, "bind /dev/shm");
+  if (mount (NULL, "new/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+    FAIL (RT_STAGE_DEV, "remount /dev read-only");
+}
+
+void
+rt_mount_tmp (const struct rt_child *c)
+{
+  if (ensure_dir ("new/tmp", 01777) < 0)
+    FAIL (RT_STAGE_TMP, "mkdir /tmp");
+  if (bind ("tmp", "new/tmp", MS_NOSUID | MS_NODEV) < 0)
+    FAIL (RT_STAGE_TMP, "bind /tmp");
+}
+
+/* sysfs of our own network namespace, read-only. */
+void
+rt_mount_sys (const struct rt_child *c)
+{
+  if (ensure_dir ("new/sys", 0555) < 0)
+    FAIL (RT_STAGE_SYS, "mkdir /sys");
+  if (mount ("sysfs", "new/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)
+      < 0)
+    FAIL (RT_STAGE_SYS, "mount /sys");
+}
+
+/* Docker's masked and read-only paths, plus kallsyms and a few more. A file is covered by
+ * the sandbox's /dev/null, a directory by an empty read-only tmpfs; a path this kernel
+ * does not have is skipped. */
+void
+rt_mount_masks (const struct rt_child *c)
+{
+  static const char *const masked[] = {
+    "new/proc/acpi",          "new/proc/asound",       "new/proc/interrupts",
+    "new/proc/kcore",         "new/proc/keys",         "new/proc/key-users",
+    "new/proc/latency_stats", "new/proc/timer_list",   "new/proc/timer_stats",
+    "new/proc/sched_debug",   "new/proc/scsi",         "new/proc/sysrq-trigger",
+    "new/proc/kallsyms",      "new/proc/kpagecount",   "new/proc/kpageflags",
+    "new/proc/kpagecgroup",   "new/proc/config.gz",    "new/proc/vmallocinfo",
+    "new/proc/pagetypeinfo",  "new/proc/slabinfo",     "new/proc/modules",
+    "new/proc/driver",        "new/proc/tty/driver",   "new/sys/firmware",
+    "new/sys/kernel/debug",   "new/sys/kernel/security", "new/sys/devices/virtual/powercap",
+  };
+  static const char *const readonly[] = {
+    "new/proc/bus", "new/proc/fs", "new/proc/irq", "new/proc/sys",
+  };
+  struct stat st;
+  for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++)
+    {
+      if (lstat (masked[i], &st) < 0)
+        {
+          if (errno == ENOENT)
+            continue;
+          FAIL (RT_STAGE_MASK, "stat a masked path");
+        }
+      if (S_ISDIR (st.st_mode))
+        {
+          if (mount ("mask", masked[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "size=0,nr_inodes=1,mode=0555")
+              < 0)
+            FAIL (RT_STAGE_MASK, "mask a /proc or /sys directory");
+        }
+      else if (bind ("new/dev/null", masked[i], 0) < 0)
+        FAIL (RT_STAGE_MASK, "mask a /proc or /sys file");
+    }
+  for (size_t i = 0; i < sizeof readonly / sizeof readonly[0]; i++)
+    {
+      if (lstat (readonly[i], &st) < 0)
+        {
+          if (errno == ENOENT)
+            continue;
+          FAIL (RT_STAGE_MASK, "stat a read-only path");
+        }
+      if (bind (readonly[i], readonly[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+        FAIL (RT_STAGE_MASK, "make a /proc path read-only");
+    }
+}
+
+/* pivot_root(".", ".") stacks the old root on top of the new one; detaching it drops
+ * every host mount from this namespace without needing a directory for it. */
+void
+rt_mount_pivot (const struct rt_child *c)
+{
+  if (chdir ("new") < 0)
+    FAIL (RT_STAGE_PIVOT_ROOT, "chdir new root");
+  if (syscall (SYS_pivot_root, ".", ".") < 0)
+    FAIL (RT_STAGE_PIVOT_ROOT, "pivot_root");
+  if (umount2 (".", MNT_DETACH) < 0)
+    FAIL (RT_STAGE_PIVOT_ROOT, "detach old root");
+  if (chdir ("/") < 0)
+    FAIL (RT_STAGE_PIVOT_ROOT, "chdir /");
+}

@@ -1,0 +1,502 @@
+/* rt_sandbox_spawn: the parent side of starting a sandbox.
+ *
+ * Theory of operation (docs/runtime.md numbers the same stages, enum rt_stage):
+ *
+ *   parent (sbxd, multi-threaded)              child (clone3, pre-exec, syscalls only)
+ *   ------------------------------------------ ------------------------------------------
+ *   spec, seccomp BPF (compiled once),
+ *   uid slot (flock), run dir, agent socket
+ *   (bound + listening), sbx-init fd, cgroup,
+ *   sync pair, every string and array the
+ *   child needs
+ *   clone3(PIDFD|NEWUSER|NEWNS|NEWPID|NEWNET|  ->  born in new namespaces (in its cgroup
+ *          NEWIPC|NEWUTS[|INTO_CGROUP])             on v2), all signals blocked
+ *   v1: attach to the cgroups                       resets signals, PDEATHSIG, waits
+ *   oom_score_adj -999, prlimit
+ *   uid_map/gid_map "0 <base> 65536"
+ *   idmapped read-only clone of the image
+ *   GO record + image mount fd            ------>   (1) progress "wait_parent"
+ *                                                   cgroupns, private /, scratch tmpfs,
+ *                                                   ids, layers, overlay, /proc, /dev,
+ *                                                   /tmp, /sys, masks, pivot_root,
+ *                                                   hostname, lo, stdio, caps, nnp,
+ *                                                   dumpable, fds 3/4, seccomp
+ *                                       <------    (2) progress "exec", execveat sbx-init
+ *   EOF (the CLOEXEC sync fd closed at exec)
+ *   = sbx-init runs; already listening on fd 3
+ *
+ * The child reports a failure as one fixed-size record {stage, errno, message} and
+ * _exit(127)s; the parent turns it into "create sandbox ID: <stage>: <msg>: <strerror>".
+ * Records must arrive in stage order, else the parent fails the spawn. Any failure on
+ * either side tears down everything acquired so far (kill + reap the child through its
+ * pidfd, cgroup, run dir, uid slot): rt_sandbox_teardown is the guard.
+ *
+ * Why the parent does some things: writing id maps and creating an idmapped mount need
+ * privileges in the initial user namespace, which the child never has; oom_score_adj
+ * -999 and raising RLIMIT_NOFILE above sbxd's hard limit need CAP_SYS_RESOURCE there. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* How long the child may take from clone to exec before we give up (fail closed). */
+#define CHILD_TIMEOUT_MS 10000
+
+static const char *const stage_names[RT_STAGE__COUNT] = {
+  [RT_STAGE_NONE] = "none",
+  [RT_STAGE_SPEC] = "spec",
+  [RT_STAGE_SECCOMP_PREP] = "seccomp_prepare",
+  [RT_STAGE_UID_RANGE] = "uid_range",
+  [RT_STAGE_RUN_DIR] = "run_dir",
+  [RT_STAGE_AGENT_SOCKET] = "agent_socket",
+  [RT_STAGE_INIT_FD] = "init_fd",
+  [RT_STAGE_CGROUP] = "cgroup",
+  [RT_STAGE_CLONE] = "clone",
+  [RT_STAGE_CGROUP_ATTACH] = "cgroup_attach",
+  [RT_STAGE_OOM_ADJ] = "oom_score_adj",
+  [RT_STAGE_RLIMITS] = "rlimits",
+  [RT_STAGE_ID_MAPS] = "id_maps",
+  [RT_STAGE_IDMAP_MOUNT] = "idmap_mount",
+  [RT_STAGE_RELEASE] = "release",
+  [RT_STAGE_WAIT_PARENT] = "wait_parent",
+  [RT_STAGE_CGROUP_NS] = "cgroup_ns",
+  [RT_STAGE_MOUNT_PRIVATE] = "mount_private",
+  [RT_STAGE_SCRATCH] = "scratch",
+  [RT_STAGE_SET_IDS] = "set_ids",
+  [RT_STAGE_LAYERS] = "layers",
+  [RT_STAGE_OVERLAY] = "overlay",
+  [RT_STAGE_PROC] = "proc",
+  [RT_STAGE_DEV] = "dev",
+  [RT_STAGE_TMP] = "tmp",
+  [RT_STAGE_SYS] = "sys",
+  [RT_STAGE_MASK] = "mask",
+  [RT_STAGE_PIVOT_ROOT] = "pivot_root",
+  [RT_STAGE_HOSTNAME] = "hostname",
+  [RT_STAGE_LOOPBACK] = "loopback",
+  [RT_STAGE_STDIO] = "stdio",
+  [RT_STAGE_CAPS] = "caps",
+  [RT_STAGE_NO_NEW_PRIVS] = "no_new_privs",
+  [RT_STAGE_DUMPABLE] = "dumpable",
+  [RT_STAGE_FDS] = "fds",
+  [RT_STAGE_SECCOMP] = "seccomp",
+  [RT_STAGE_EXEC] = "exec",
+};
+
+const char *
+rt_stage_name (int stage)
+{
+  if (stage < 0 || stage >= RT_STAGE__COUNT || !stage_names[stage])
+    return "?";
+  return stage_names[stage];
+}
+
+void
+rt_limits_default (struct rt_limits *l)
+{
+  *l = (struct rt_limits) { .cpu_millis = 1000,
+                            .memory_bytes = 1ull << 30,
+                            .pids = 512,
+                            .disk_bytes = 1ull << 30,
+                            .disk_inodes = 65536,
+                            .nofile = 4096 };
+}
+
+/* "<stage>: <message>[: strerror]" with the given errno (0: no strerror part). */
+static int __attribute__ ((format (printf, 4, 5)))
+stage_err (struct sbx_err *err, int stage, int e, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (msg, sizeof msg, fmt, ap);
+  va_end (ap);
+  if (e)
+    return sbx_err_set (err, SBX_E_INTERNAL, e, "%s: %s: %s", rt_stage_name (stage), msg,
+                        strerror (e));
+  return sbx_err_set (err, SBX_E_INTERNAL, 0, "%s: %s", rt_stage_name (stage), msg);
+}
+
+int
+rt_run_dir_path (char out[PATH_MAX], const char *state_dir, const char *id)
+{
+  if (snprintf (out, PATH_MAX, "%s/run/%s", state_dir, id) >= PATH_MAX)
+    {
+      errno = ENAMETOOLONG;
+      return -1;
+    }
+  return 0;
+}
+
+static int
+valid_hostname (const char *h)
+{
+  size_t n = strlen (h);
+  if (n == 0 || n > 63)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z')
+          || (h[i] >= '0' && h[i] <= '9') || h[i] == '-' || h[i] == '.'))
+      return 0;
+  return 1;
+}
+
+static int
+check_spec (const struct rt_spec *spec, struct sbx_err *err)
+{
+  if (!spec->id || !sbx_id_valid (spec->id, "sb"))
+    return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: invalid sandbox id");
+  if (!spec->rootfs || spec->rootfs[0] != '/')
+    return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: rootfs must be an absolute path");
+  if (!spec->state_dir || spec->state_dir[0] != '/')
+    return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: state dir must be an absolute path");
+  if (!spec->init_path)
+    return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: no sbx-init path");
+  if (spec->hostname && !valid_hostname (spec->hostname))
+    return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: invalid hostname");
+  return 0;
+}
+
+static int
+make_run_dir (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
+{
+  char parent[PATH_MAX], root[PATH_MAX];
+  if (rt_run_dir_path (sb->run_dir, spec->state_dir, spec->id) < 0
+      || snprintf (parent, sizeof parent, "%s/run", spec->state_dir) >= (int) sizeof parent
+      || snprintf (root, sizeof root, "%s/root", sb->run_dir) >= (int) sizeof root)
+    return stage_err (err, RT_STAGE_RUN_DIR, ENAMETOOLONG, "path of '%s'", spec->state_dir);
+  if (sbx_mkdir_p (parent, 0700) < 0)
+    return stage_err (err, RT_STAGE_RUN_DIR, errno, "mkdir '%s'", parent);
+  if (mkdir (sb->run_dir, 0700) < 0)
+    return stage_err (err, RT_STAGE_RUN_DIR, errno, "mkdir '%s'", sb->run_dir);
+  sb->have_run_dir = 1;
+  /* The scratch tmpfs mount point; the mount exists only in the sandbox's namespace. */
+  if (mkdir (root, 0700) < 0)
+    return stage_err (err, RT_STAGE_RUN_DIR, errno, "mkdir '%s'", root);
+  return 0;
+}
+
+/* The agent's socket is created here, by the parent, in a directory never mounted into
+ * the sandbox: code inside cannot replace or redirect it, and sbxd finds it at the same
+ * path after a restart. sbx-init gets the listening fd as fd 3. */
+static int
+make_agent_socket (struct rt_sandbox *sb, struct sbx_err *err)
+{
+  struct sockaddr_un a = { .sun_family = AF_UNIX };
+  if (snprintf (sb->sock_path, sizeof sb->sock_path, "%s/agent.sock", sb->run_dir)
+      >= (int) sizeof sb->sock_path)
+    return stage_err (err, RT_STAGE_AGENT_SOCKET, ENAMETOOLONG, "'%s/agent.sock'", sb->run_dir);
+  memcpy (a.sun_path, sb->sock_path, strlen (sb->sock_path) + 1);
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return stage_err (err, RT_STAGE_AGENT_SOCKET, errno, "socket");
+  if (bind (fd, (struct sockaddr *) &a, sizeof a) < 0 || chmod (sb->sock_path, 0600) < 0
+      || listen (fd, 64) < 0)
+    {
+      int e = errno;
+      close (fd);
+      return stage_err (err, RT_STAGE_AGENT_SOCKET, e, "bind/listen '%s'", sb->sock_path);
+    }
+  return fd;
+}
+
+static int
+open_init (const char *path, struct sbx_err *err)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return stage_err (err, RT_STAGE_INIT_FD, errno, "open '%s'", path);
+  struct stat st;
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode) || !(st.st_mode & S_IXUSR))
+    {
+      close (fd);
+      return stage_err (err, RT_STAGE_INIT_FD, EACCES, "'%s' is not an executable file", path);
+    }
+  return fd;
+}
+
+static int
+write_proc (pid_t pid, const char *file, const char *val, int stage, struct sbx_err *err)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/%s", (int) pid, file);
+  if (sbx_write_file (path, val) < 0)
+    return stage_err (err, stage, errno, "write '%s' to %s", val, path);
+  return 0;
+}
+
+/* setgroups stays "allow" (the default when a privileged process writes the maps): the
+ * child must call setgroups(0, NULL) to shed sbxd's supplementary groups, which would
+ * otherwise keep granting their host permissions. "deny" exists for unprivileged maps
+ * (CVE-2014-8989: dropping a group to bypass a negative group permission); here host
+ * root writes the maps, and setgroups inside can only name gids of the sandbox's own
+ * range. */
+static int
+write_id_maps (pid_t pid, uint32_t base, struct sbx_err *err)
+{
+  char map[64];
+  snprintf (map, sizeof map, "0 %u %u\n", base, RT_UID_SPAN);
+  if (write_proc (pid, "uid_map", map, RT_STAGE_ID_MAPS, err) < 0
+      || write_proc (pid, "gid_map", map, RT_STAGE_ID_MAPS, err) < 0)
+    return -1;
+  return 0;
+}
+
+static int
+set_rlimits (pid_t pid, const struct rt_limits *l, struct sbx_err *err)
+{
+  struct rlimit core = { 0, 0 };
+  if (prlimit (pid, RLIMIT_CORE, &core, NULL) < 0)
+    return stage_err (err, RT_STAGE_RLIMITS, errno, "RLIMIT_CORE");
+  if (l->nofile)
+    {
+      struct rlimit nf = { l->nofile, l->nofile };
+      if (prlimit (pid, RLIMIT_NOFILE, &nf, NULL) < 0)
+        return stage_err (err, RT_STAGE_RLIMITS, errno, "RLIMIT_NOFILE %llu",
+                          (unsigned long long) l->nofile);
+    }
+  return 0;
+}
+
+/* A read-only clone of the image whose ids are shifted into the child's user namespace:
+ * the image stays owned by host root on disk but shows as root-owned inside, and nothing
+ * inside can write it. */
+static int
+idmapped_image (pid_t pid, const char *rootfs, struct sbx_err *err)
+{
+  char path[64];
+  snprintf (path, sizeof path, "/proc/%d/ns/user", (int) pid);
+  cleanup_close int userns = open (path, O_RDONLY | O_CLOEXEC);
+  if (userns < 0)
+    return stage_err (err, RT_STAGE_IDMAP_MOUNT, errno, "open %s", path);
+  int tree = open_tree (AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+  if (tree < 0)
+    return stage_err (err, RT_STAGE_IDMAP_MOUNT, errno, "open_tree '%s'", rootfs);
+  struct mount_attr attr = {
+    .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+    .userns_fd = (uint64_t) userns,
+  };
+  if (mount_setattr (tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+    {
+      int e = errno;
+      close (tree);
+      return stage_err (err, RT_STAGE_IDMAP_MOUNT, e, "idmap '%s'", rootfs);
+    }
+  return tree;
+}
+
+/* Read the child's records until EOF. Expected: PROGRESS wait_parent, PROGRESS exec, EOF.
+ * A FAIL record ends it with the child's stage and errno. */
+static int
+wait_child (struct rt_sandbox *sb, int sync_fd, const char *id, struct sbx_err *err)
+{
+  int last = RT_STAGE_RELEASE;
+  int64_t deadline = sbx_mono_ns () + (int64_t) CHILD_TIMEOUT_MS * 1000000;
+  for (;;)
+    {
+      int64_t left = (deadline - sbx_mono_ns ()) / 1000000;
+      struct pollfd p = { .fd = sync_fd, .events = POLLIN };
+      int r = left > 0 ? poll (&p, 1, (int) left) : 0;
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r < 0)
+        return stage_err (err, last, errno, "poll sync socket");
+      if (r == 0)
+        return stage_err (err, last, ETIMEDOUT, "child did not finish setup");
+      struct rt_sync_msg m;
+      ssize_t n = recv (sync_fd, &m, sizeof m, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        return stage_err (err, last, errno, "read sync socket");
+      if (n == 0)
+        {
+          if (last == RT_STAGE_EXEC)
+            return 0; /* the sync fd closed at exec: sbx-init is running */
+          return stage_err (err, last, 0, "child exited without a report after stage %s",
+                            rt_stage_name (last));
+        }
+      if (n != (ssize_t) sizeof m || m.stage <= last || m.stage < RT_STAGE_FIRST_CHILD
+          || m.stage >= RT_STAGE__COUNT)
+        return stage_err (err, last, EPROTO, "bad or out-of-order sync record (stage %d)",
+                          n == (ssize_t) sizeof m ? m.stage : -1);
+      m.msg[sizeof m.msg - 1] = '\0';
+      if (m.kind == RT_SYNC_FAIL)
+        {
+          stage_err (err, m.stage, m.sys_errno, "%s", m.msg);
+          return -1;
+        }
+      if (m.kind != RT_SYNC_PROGRESS)
+        return stage_err (err, last, EPROTO, "bad sync record kind %d", m.kind);
+      last = m.stage;
+      (void) sb;
+      (void) id;
+    }
+}
+
+static int
+write_pid_file (struct rt_sandbox *sb)
+{
+  char path[PATH_MAX + 8], val[32];
+  snprintf (path, sizeof path, "%s/pid", sb->run_dir);
+  snprintf (val, sizeof val, "%d\n", (int) sb->pid);
+  cleanup_close int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return -1;
+  return sbx_write_all (fd, val, strlen (val));
+}
+
+static int
+spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
+{
+  if (check_spec (spec, err) < 0)
+    return -1;
+  snprintf (sb->id, sizeof sb->id, "%s", spec->id);
+  if (rt_seccomp_prepare (err) < 0)
+    return -1;
+
+  uint32_t slot;
+  if (rt_uid_slot_claim (spec->state_dir, &sb->lock_fd, &slot, err) < 0)
+    return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_UID_RANGE));
+  sb->uid_base = rt_uid_slot_base (slot);
+
+  if (make_run_dir (sb, spec, err) < 0)
+    return -1;
+  cleanup_close int listen_fd = make_agent_socket (sb, err);
+  if (listen_fd < 0)
+    return -1;
+  cleanup_close int init_fd = open_init (spec->init_path, err);
+  if (init_fd < 0)
+    return -1;
+
+  if (rt_cgroup_init (&sb->cg, "/sys/fs/cgroup", spec->id, err) < 0)
+    return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_CGROUP));
+  sb->have_cgroup = 1;
+  if (sb->cg.ops->create (&sb->cg, &spec->limits, err) < 0)
+    return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_CGROUP));
+
+  int pair[2];
+  if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+    return stage_err (err, RT_STAGE_CLONE, errno, "socketpair");
+  cleanup_close int sync_fd = pair[0];
+  cleanup_close int child_fd = pair[1];
+
+  /* Everything the child reads, built now: it may not allocate. */
+  static char *const argv[] = { "sbx-init", NULL };
+  static char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                "HOME=/root", NULL };
+  struct rt_child child = {
+    .sync_fd = child_fd,
+    .parent_sync_fd = sync_fd,
+    .listen_fd = listen_fd,
+    .lock_fd = sb->lock_fd,
+    .init_fd = init_fd,
+    .die_with_parent = spec->die_with_parent,
+    .inherit_stderr = spec->inherit_stderr,
+    .run_dir = sb->run_dir,
+    .argv = argv,
+    .envp = envp,
+  };
+  child.nbpf = rt_seccomp_programs (&child.bpf);
+  if (child.nbpf <= 0)
+    return stage_err (err, RT_STAGE_SECCOMP_PREP, EINVAL, "no seccomp program");
+  snprintf (child.hostname, sizeof child.hostname, "%s",
+            spec->hostname ? spec->hostname : "sandbox");
+  snprintf (child.scratch_opts, sizeof child.scratch_opts,
+            "size=%llu,nr_inodes=%llu,mode=0755,uid=0,gid=0",
+            (unsigned long long) spec->limits.disk_bytes,
+            (unsigned long long) spec->limits.disk_inodes);
+
+  int cgfd = sb->cg.ops->clone_fd (&sb->cg);
+  struct clone_args ca = {
+    .flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET
+             | CLONE_NEWIPC | CLONE_NEWUTS | (cgfd >= 0 ? CLONE_INTO_CGROUP : 0),
+    .pidfd = (uint64_t) (uintptr_t) &sb->pidfd,
+    .exit_signal = SIGCHLD,
+    .cgroup = cgfd >= 0 ? (uint64_t) cgfd : 0,
+  };
+  /* No handler of sbxd may run in the child before it resets them. */
+  sigset_t all, old;
+  sigfillset (&all);
+  pthread_sigmask (SIG_SETMASK, &all, &old);
+  long pid = syscall (SYS_clone3, &ca, sizeof ca);
+  if (pid == 0)
+    rt_child_main (&child);
+  int clone_errno = errno;
+  pthread_sigmask (SIG_SETMASK, &old, NULL);
+  if (pid < 0)
+    return stage_err (err, RT_STAGE_CLONE, clone_errno, "clone3");
+  sb->pid = (pid_t) pid;
+  sb->is_child = 1; /* from here on teardown kills and reaps it */
+  sbx_closep (&child_fd);
+
+  if (sb->cg.ops->attach (&sb->cg, sb->pid, err) < 0)
+    return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_CGROUP_ATTACH));
+  /* The memcg OOM killer should pick the commands, never PID 1 first: losing sbx-init
+   * loses the whole sandbox. Lowering needs CAP_SYS_RESOURCE, which some hosts (and
+   * containers running sbxd) lack; then PID 1 keeps sbxd's value and sbx-init's raising
+   * of its commands' oom_score_adj (always allowed) gives the same preference. */
+  if (write_proc (sb->pid, "oom_score_adj", "-999", RT_STAGE_OOM_ADJ, err) < 0)
+    {
+      if (err->sys_errno != EACCES && err->sys_errno != EPERM)
+        return -1;
+      static int warned;
+      if (!__atomic_exchange_n (&warned, 1, __ATOMIC_RELAXED))
+        LOG_WARN ("no CAP_SYS_RESOURCE: sandbox PID 1 keeps oom_score_adj 0 (%s)", err->msg);
+      sbx_err_clear (err);
+    }
+  if (set_rlimits (sb->pid, &spec->limits, err) < 0)
+    return -1;
+  if (write_id_maps (sb->pid, sb->uid_base, err) < 0)
+    return -1;
+  cleanup_close int image = idmapped_image (sb->pid, spec->rootfs, err);
+  if (image < 0)
+    return -1;
+
+  /* sync 1: release the child with the image mount. */
+  struct rt_sync_msg go = { .kind = RT_SYNC_GO, .stage = RT_STAGE_RELEASE };
+  if (sbx_send_fds (sync_fd, &go, sizeof go, &image, 1) < 0)
+    return stage_err (err, RT_STAGE_RELEASE, errno, "send go record");
+  sbx_closep (&image);
+
+  /* sync 2: progress records, then EOF at exec. */
+  if (wait_child (sb, sync_fd, spec->id, err) < 0)
+    return -1;
+  if (write_pid_file (sb) < 0)
+    return stage_err (err, RT_STAGE_EXEC, errno, "write pid file");
+  return 0;
+}
+
+int
+rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err)
+{
+  *out = NULL;
+  struct rt_sandbox *sb = calloc (1, sizeof *sb);
+  if (!sb)
+    return sbx_err_sys (err, "create sandbox: calloc");
+  sb->pidfd = -1;
+  sb->lock_fd = -1;
+  sb->cg.dirfd = -1;
+  if (spawn (sb, spec, err) < 0)
+    {
+      int saved_code = err->code;
+      rt_sandbox_teardown (sb);
+      free (sb);
+      err->code = saved_code;
+      return sbx_err_wrap (err, "create sandbox %s", spec && spec->id ? spec->id : "?");
+    }
+  *out = sb;
+  return 0;
+}
