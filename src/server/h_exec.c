@@ -1,0 +1,408 @@
+/* sandbox/exec: run one command in a live sandbox through its sbx-init socket.
+ *
+ * Each exec opens its own connection to the agent, sends EXEC_START (and stdin as
+ * EXEC_STDIN frames, written as the socket accepts them so a command that prints before
+ * reading cannot deadlock us), and reads frames until EXEC_EXIT. Output is bounded while
+ * it streams in. If the sandbox ends meanwhile (terminate, lifetime, crash), its
+ * connection is cut and the caller gets 410 sandbox_terminated or 408 sandbox_timeout at
+ * once. */
+#include "server.h"
+#include "../proto/proto.h"
+#include "../runtime/runtime.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define EXEC_ID 1
+#define STDIN_CHUNK (64 * 1024)
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+struct stream {
+  struct proto_buf buf;
+  uint64_t total;
+  int truncated;
+};
+
+struct exec_run {
+  struct stream out, err;
+  struct proto_exec_exit exit;
+  int got_exit;
+  char agent_error[512];
+  int agent_error_set;
+  int64_t started_ms;
+};
+
+static void
+keep (struct stream *st, const uint8_t *p, size_t n, uint64_t max)
+{
+  st->total += n;
+  size_t room = st->buf.len < max ? (size_t) (max - st->buf.len) : 0;
+  if (n > room)
+    {
+      st->truncated = 1;
+      n = room;
+    }
+  if (n && proto_buf_append (&st->buf, p, n) < 0)
+    st->truncated = 1;
+}
+
+/* The command's whole environment: defaults, then the sandbox's env, then the exec's. */
+static char **
+build_env (const struct srv_sandbox *sb, const struct srv_exec_req *req, size_t *n)
+{
+  static const char *const defaults[][2] = {
+    { "PATH", DEFAULT_PATH }, { "HOME", "/root" }, { "LANG", "C.UTF-8" }, { "TERM", "dumb" },
+  };
+  size_t cap = 4 + sb->env.n + req->env.n;
+  const char **names = calloc (cap, sizeof *names);
+  const char **vals = calloc (cap, sizeof *vals);
+  char **out = calloc (cap + 1, sizeof *out);
+  size_t k = 0;
+  if (!names || !vals || !out)
+    goto fail;
+  const struct srv_env *layers[] = { &sb->env, &req->env };
+  for (size_t i = 0; i < 4; i++)
+    {
+      names[k] = defaults[i][0];
+      vals[k++] = defaults[i][1];
+    }
+  for (size_t l = 0; l < 2; l++)
+    for (size_t i = 0; i < layers[l]->n; i++)
+      {
+        size_t j = 0;
+        while (j < k && strcmp (names[j], layers[l]->names[i]))
+          j++;
+        names[j] = layers[l]->names[i];
+        vals[j] = layers[l]->values[i];
+        if (j == k)
+          k++;
+      }
+  for (size_t i = 0; i < k; i++)
+    if (asprintf (&out[i], "%s=%s", names[i], vals[i]) < 0)
+      {
+        out[i] = NULL;
+        goto fail;
+      }
+  free (names);
+  free (vals);
+  *n = k;
+  return out;
+fail:
+  for (size_t i = 0; out && out[i]; i++)
+    free (out[i]);
+  free (out);
+  free (names);
+  free (vals);
+  return NULL;
+}
+
+static void
+free_strv (char **v)
+{
+  for (size_t i = 0; v && v[i]; i++)
+    free (v[i]);
+  free (v);
+}
+
+/* Returns 0 when the exec finished (EXIT or agent ERROR), 1 when the connection ended
+ * first, -1 on a local failure (err). */
+static int
+run_exec (int fd, struct proto_reader *rd, struct proto_buf *out, const struct srv_exec_req *req,
+          struct exec_run *run, struct sbx_err *err)
+{
+  size_t off = 0;
+  int64_t deadline = req->timeout_ms ? sbx_mono_ns () / 1000000 + (int64_t) req->timeout_ms
+                                           + 30000
+                                     : 0;
+  for (;;)
+    {
+      struct proto_frame f;
+      int rc;
+      while ((rc = proto_reader_next (rd, &f, err)) == 1)
+        {
+          if (f.id != EXEC_ID && f.type != PROTO_ERROR)
+            continue;
+          switch (f.type)
+            {
+            case PROTO_EXEC_STDOUT:
+              keep (&run->out, f.payload, f.len, req->max_output);
+              break;
+            case PROTO_EXEC_STDERR:
+              keep (&run->err, f.payload, f.len, req->max_output);
+              break;
+            case PROTO_EXEC_EXIT:
+              if (proto_exec_exit_decode (f.payload, f.len, &run->exit, err) < 0)
+                return -1;
+              run->got_exit = 1;
+              return 0;
+            case PROTO_ERROR:
+              {
+                uint32_t code;
+                if (proto_error_decode (f.payload, f.len, &code, run->agent_error,
+                                        sizeof run->agent_error, err) < 0)
+                  return -1;
+                run->agent_error_set = 1;
+                return 0;
+              }
+            default:
+              break;
+            }
+        }
+      if (rc < 0)
+        return -1;
+      struct pollfd p = { .fd = fd, .events = POLLIN | (off < out->len ? POLLOUT : 0) };
+      int wait_ms = -1;
+      if (deadline)
+        {
+          int64_t left = deadline - sbx_mono_ns () / 1000000;
+          if (left <= 0)
+            return sbx_err_set (err, SBX_E_EXEC_FAILED, 0,
+                                "the sandbox agent did not end the command after its timeout");
+          wait_ms = left > 60000 ? 60000 : (int) left;
+        }
+      int pr = poll (&p, 1, wait_ms);
+      if (pr < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return sbx_err_sys (err, "poll agent socket");
+        }
+      if (pr == 0)
+        continue;
+      if (p.revents & POLLOUT)
+        {
+          ssize_t n = send (fd, out->data + off, out->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n > 0)
+            off += (size_t) n;
+          else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return 1; /* the agent is gone; the read side tells us why */
+        }
+      if (p.revents & (POLLIN | POLLHUP | POLLERR))
+        {
+          ssize_t n = proto_reader_fill (rd, fd);
+          if (n == 0)
+            return 1;
+          if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return 1;
+        }
+    }
+}
+
+static json_t *
+stream_json (json_t *o, const char *name, const struct stream *st)
+{
+  char *txt = NULL;
+  size_t len = 0;
+  int replaced = srv_utf8_sanitize (st->buf.data ? st->buf.data : (const uint8_t *) "",
+                                    st->buf.len, &txt, &len);
+  if (replaced < 0)
+    return NULL;
+  json_object_set_new (o, name, json_stringn (txt, len));
+  free (txt);
+  if (replaced)
+    {
+      char key[32];
+      snprintf (key, sizeof key, "%s_b64", name);
+      char *b = srv_base64 (st->buf.data, st->buf.len);
+      if (!b)
+        return NULL;
+      json_object_set_new (o, key, json_string (b));
+      free (b);
+    }
+  return o;
+}
+
+static void
+record (struct srv *s, const struct srv_exec_req *req, const struct exec_run *run,
+        const char *error)
+{
+  json_t *a = json_array ();
+  for (size_t i = 0; i < req->argc; i++)
+    json_array_append_new (a, json_string (req->argv[i]));
+  char *argv_json = json_dumps (a, JSON_COMPACT);
+  json_decref (a);
+  struct store_exec e = {
+    .sandbox_id = req->id,
+    .argv_json = argv_json,
+    .has_exit_code = run->got_exit,
+    .exit_code = run->exit.exit_code,
+    .timed_out = run->exit.timed_out,
+    .truncated = run->out.truncated || run->err.truncated,
+    .started_at_ms = run->started_ms,
+    .duration_ms = run->got_exit ? (int64_t) (run->exit.duration_us / 1000)
+                                 : sbx_now_ms () - run->started_ms,
+    .stdout_bytes = run->got_exit ? run->exit.stdout_bytes : run->out.total,
+    .stderr_bytes = run->got_exit ? run->exit.stderr_bytes : run->err.total,
+    .error = error,
+  };
+  struct sbx_err err = { 0 };
+  if (store_exec_record (s->store, &e, &err) < 0)
+    LOG_ERROR ("audit exec in %s: %s", req->id, err.msg);
+  free (argv_json);
+}
+
+/* The sandbox ended under the exec (or sbxd is stopping): answer why. */
+static void
+reply_ended (struct srv_sandbox *sb, struct srv_reply *r)
+{
+  struct srv *s = sb->srv;
+  int state = srv_sandbox_wait_ended (sb, 2000);
+  pthread_mutex_lock (&s->lock);
+  int code = sb->end_code;
+  int stopping = s->stopping;
+  char reason[128];
+  snprintf (reason, sizeof reason, "%s", sb->reason);
+  pthread_mutex_unlock (&s->lock);
+  char msg[256];
+  if (state == SRV_SB_LIVE)
+    {
+      if (stopping)
+        srv_reply_http (r, 503, "unavailable", "sbxd is shutting down; the command was cut");
+      else
+        srv_reply_error (r, SBX_E_EXEC_FAILED, "lost the connection to the sandbox agent");
+      return;
+    }
+  if (code == SBX_E_TIMEOUT)
+    snprintf (msg, sizeof msg, "sandbox '%s' exceeded its timeout and was terminated", sb->id);
+  else
+    snprintf (msg, sizeof msg, "sandbox '%s' has been terminated (%s)", sb->id, reason);
+  srv_reply_error (r, code == SBX_E_TIMEOUT ? SBX_E_TIMEOUT : SBX_E_TERMINATED, msg);
+}
+
+static void
+exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
+         struct srv_reply *r)
+{
+  struct sbx_err err = { 0 };
+  struct proto_reader rd;
+  struct proto_buf out = { 0 };
+  struct exec_run run;
+  memset (&run, 0, sizeof run);
+  proto_reader_init (&rd);
+  size_t envc = 0;
+  char **env = build_env (sb, req, &envc);
+  const char *cwd = req->workdir ? req->workdir : sb->workdir;
+  struct proto_exec_req pr = {
+    .argv = req->argv, .argc = req->argc, .env = env, .envc = envc,
+    .cwd = (char *) cwd,
+    .stdin_mode = req->has_stdin ? PROTO_STDIN_PIPE : PROTO_STDIN_NULL,
+    .timeout_ms = req->timeout_ms, .max_output = req->max_output,
+  };
+  struct proto_buf payload = { 0 };
+  int fd = -1;
+  if (!env || proto_exec_req_encode (&pr, &payload) < 0
+      || proto_frame_append (&out, PROTO_EXEC_START, EXEC_ID, payload.data,
+                             (uint32_t) payload.len) < 0)
+    {
+      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
+      goto done;
+    }
+  for (size_t o = 0; req->has_stdin && o < req->stdin_len; o += STDIN_CHUNK)
+    {
+      size_t n = req->stdin_len - o < STDIN_CHUNK ? req->stdin_len - o : STDIN_CHUNK;
+      if (proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_ID, req->stdin_data + o,
+                              (uint32_t) n) < 0)
+        {
+          srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
+          goto done;
+        }
+    }
+  if (req->has_stdin && proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_ID, NULL, 0) < 0)
+    {
+      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
+      goto done;
+    }
+
+  fd = proto_client_connect (rt_sandbox_socket (sb->rt), &rd, &err);
+  if (fd < 0 || srv_exec_register (sb, fd) < 0)
+    {
+      if (fd >= 0)
+        close (fd);
+      fd = -1;
+      pthread_mutex_lock (&s->lock);
+      int live = sb->state == SRV_SB_LIVE && !s->stopping;
+      pthread_mutex_unlock (&s->lock);
+      if (live)
+        {
+          LOG_ERROR ("exec in %s: %s", sb->id, err.msg);
+          srv_reply_error (r, SBX_E_EXEC_FAILED, "could not reach the sandbox agent");
+        }
+      else
+        reply_ended (sb, r);
+      goto done;
+    }
+  sbx_set_nonblock (fd, 1);
+  run.started_ms = sbx_now_ms ();
+  int rc = run_exec (fd, &rd, &out, req, &run, &err);
+  srv_exec_unregister (sb, fd);
+  if (rc == 1)
+    {
+      record (s, req, &run, "the sandbox ended during the command");
+      reply_ended (sb, r);
+      goto done;
+    }
+  if (rc < 0 || run.agent_error_set)
+    {
+      const char *why = rc < 0 ? err.msg : run.agent_error;
+      LOG_ERROR ("exec in %s failed: %s", sb->id, why);
+      record (s, req, &run, why);
+      srv_reply_error (r, SBX_E_EXEC_FAILED, why);
+      goto done;
+    }
+  record (s, req, &run, NULL);
+  json_t *o = json_object ();
+  json_object_set_new (o, "exit_code", json_integer (run.exit.exit_code));
+  json_object_set_new (o, "returncode", json_integer (run.exit.exit_code));
+  if (!stream_json (o, "stdout", &run.out) || !stream_json (o, "stderr", &run.err))
+    {
+      json_decref (o);
+      srv_reply_error (r, SBX_E_INTERNAL, "out of memory encoding the output");
+      goto done;
+    }
+  json_object_set_new (o, "duration_ms", json_integer ((json_int_t) (run.exit.duration_us / 1000)));
+  json_object_set_new (o, "truncated",
+                       json_boolean (run.out.truncated || run.err.truncated
+                                     || run.exit.stdout_truncated || run.exit.stderr_truncated));
+  json_object_set_new (o, "timed_out", json_boolean (run.exit.timed_out));
+  if (run.exit.signal)
+    json_object_set_new (o, "signal", json_integer (run.exit.signal));
+  r->status = 200;
+  r->body = o;
+done:
+  if (fd >= 0)
+    close (fd);
+  proto_reader_free (&rd);
+  proto_buf_free (&out);
+  proto_buf_free (&payload);
+  proto_buf_free (&run.out.buf);
+  proto_buf_free (&run.err.buf);
+  free_strv (env);
+}
+
+void
+srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  struct srv_exec_req req;
+  struct sbx_err err = { 0 };
+  if (srv_parse_exec (body, &s->cfg, &req, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  struct srv_sandbox *sb = req.id_valid ? srv_sandbox_get (s, req.id) : NULL;
+  pthread_mutex_lock (&s->lock);
+  int live = sb && sb->state == SRV_SB_LIVE;
+  pthread_mutex_unlock (&s->lock);
+  if (!sb)
+    srv_reply_not_live (s, req.id, r);
+  else if (!live)
+    reply_ended (sb, r);
+  else
+    exec_in (s, sb, &req, r);
+  srv_sandbox_put (sb);
+  srv_exec_req_free (&req);
+}

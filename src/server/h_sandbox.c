@@ -1,0 +1,233 @@
+/* Handlers of sandbox/create, sandbox/status, sandbox/terminate, sandbox/list, health. */
+#include "server.h"
+#include "../images/images.h"
+#include "../runtime/runtime.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static json_t *
+time_json (int64_t ms)
+{
+  char buf[32];
+  sbx_time_rfc3339 (ms, buf, sizeof buf);
+  return json_string (buf);
+}
+
+json_t *
+srv_sandbox_json (const struct store_sandbox *rec)
+{
+  json_t *o = json_object ();
+  json_object_set_new (o, "sandbox_id", json_string (rec->id));
+  json_object_set_new (o, "status", json_string (store_status_name (rec->status)));
+  json_object_set_new (o, "image", json_string (rec->image));
+  json_object_set_new (o, "created_at", time_json (rec->created_at_ms));
+  json_object_set_new (o, "expires_at", time_json (rec->expires_at_ms));
+  json_object_set_new (o, "timeout", json_integer (rec->timeout_s));
+  json_object_set_new (o, "commands_executed", json_integer (rec->commands_executed));
+  json_object_set_new (o, "resources",
+                       json_pack ("{s:f,s:I}", "cpu", rec->cpu_millis / 1000.0, "memory_mb",
+                                  (json_int_t) rec->memory_mb));
+  if (rec->status == STORE_TERMINATED)
+    {
+      json_object_set_new (o, "terminated_at", time_json (rec->terminated_at_ms));
+      json_object_set_new (o, "reason", json_string (rec->reason));
+    }
+  return o;
+}
+
+void
+srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r)
+{
+  struct store_sandbox rec;
+  struct sbx_err err = { 0 };
+  char msg[256];
+  if (!*id || store_sandbox_get (s->store, id, &rec, &err) < 0)
+    {
+      if (*id && err.code != SBX_E_NOT_FOUND)
+        {
+          srv_reply_err (r, &err);
+          return;
+        }
+      snprintf (msg, sizeof msg, "sandbox '%s' not found", id);
+      srv_reply_error (r, SBX_E_NOT_FOUND, msg);
+      return;
+    }
+  int timeout = !strcmp (rec.reason, "timeout");
+  if (timeout)
+    snprintf (msg, sizeof msg, "sandbox '%s' exceeded its timeout and was terminated", id);
+  else
+    snprintf (msg, sizeof msg, "sandbox '%s' has been terminated (%s)", id,
+              *rec.reason ? rec.reason : "terminated");
+  store_sandbox_clear (&rec);
+  srv_reply_error (r, timeout ? SBX_E_TIMEOUT : SBX_E_TERMINATED, msg);
+}
+
+void
+srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  struct srv_create_req req;
+  struct sbx_err err = { 0 };
+  if (srv_parse_create (body, &s->cfg, &req, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  if (srv_reserve (s, &err) < 0)
+    {
+      srv_create_req_free (&req);
+      srv_reply_err (r, &err);
+      return;
+    }
+  char rootfs[PATH_MAX];
+  char id[SBX_ID_MAX];
+  struct rt_sandbox *rt = NULL;
+  if (img_resolve (s->cfg.state_dir, req.image, 0, rootfs, &err) < 0
+      || (sbx_id_new ("sb", id) < 0 && sbx_err_sys (&err, "new sandbox id") < 0))
+    goto fail;
+  struct rt_spec spec = { .id = id, .rootfs = rootfs, .state_dir = s->cfg.state_dir,
+                          .init_path = s->cfg.init_path };
+  rt_limits_default (&spec.limits);
+  spec.limits.cpu_millis = req.cpu_millis;
+  spec.limits.memory_bytes = req.memory_mb * 1024 * 1024;
+  if (rt_sandbox_spawn (&spec, &rt, &err) < 0)
+    {
+      sbx_err_wrap (&err, "create sandbox");
+      goto fail;
+    }
+  struct store_sandbox rec = { 0 };
+  snprintf (rec.id, sizeof rec.id, "%s", id);
+  snprintf (rec.image, sizeof rec.image, "%s", req.image);
+  rec.status = STORE_RUNNING;
+  rec.created_at_ms = sbx_now_ms ();
+  rec.expires_at_ms = rec.created_at_ms + req.timeout_s * 1000;
+  rec.timeout_s = req.timeout_s;
+  rec.cpu_millis = req.cpu_millis;
+  rec.memory_mb = req.memory_mb;
+  rec.env_json = srv_env_to_json (&req.env);
+  rec.workdir = req.workdir;
+  int stored = store_sandbox_insert (s->store, &rec, &err);
+  free (rec.env_json);
+  rec.env_json = NULL;
+  if (stored < 0)
+    {
+      rt_sandbox_destroy (rt);
+      goto fail;
+    }
+  /* srv_sandbox_add owns rt, env and workdir from here, even on failure. */
+  char *wd = steal_ptr (&req.workdir);
+  if (srv_sandbox_add (s, rt, rec.expires_at_ms, &req.env, wd, 1, &err) < 0)
+    {
+      store_sandbox_terminate (s->store, id, sbx_now_ms (), "sbxd could not supervise it", NULL);
+      srv_create_req_free (&req);
+      srv_reply_err (r, &err);
+      return;
+    }
+  rec.workdir = NULL;
+  LOG_INFO ("created sandbox %s (%s, %llds, %.2f cpu, %llu MiB)", id, req.image,
+            (long long) req.timeout_s, req.cpu_millis / 1000.0,
+            (unsigned long long) req.memory_mb);
+  srv_create_req_free (&req);
+  r->status = 200;
+  r->body = srv_sandbox_json (&rec);
+  json_t *res = json_object_get (r->body, "resources");
+  json_object_set_new (res, "pids", json_integer ((json_int_t) spec.limits.pids));
+  json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (spec.limits.disk_bytes >> 20)));
+  return;
+fail:
+  srv_unreserve (s);
+  srv_create_req_free (&req);
+  if (err.code == SBX_E_INVALID || !err.code)
+    err.code = SBX_E_INTERNAL; /* the request was valid: whatever failed is ours */
+  LOG_ERROR ("%s", err.msg);
+  srv_reply_err (r, &err);
+}
+
+void
+srv_h_status (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid;
+  struct sbx_err err = { 0 };
+  if (srv_parse_sandbox_id (body, id, &valid, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  struct store_sandbox rec;
+  if (!valid || store_sandbox_get (s->store, id, &rec, &err) < 0)
+    {
+      if (valid && err.code != SBX_E_NOT_FOUND)
+        srv_reply_err (r, &err);
+      else
+        srv_reply_not_live (s, "", r);
+      return;
+    }
+  r->status = 200;
+  r->body = srv_sandbox_json (&rec);
+  store_sandbox_clear (&rec);
+}
+
+void
+srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid;
+  struct sbx_err err = { 0 };
+  if (srv_parse_sandbox_id (body, id, &valid, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  struct srv_sandbox *sb = valid ? srv_sandbox_get (s, id) : NULL;
+  int ended = sb ? srv_sandbox_end (sb, SBX_E_TERMINATED, "terminated by caller") : 0;
+  srv_sandbox_put (sb);
+  if (!ended)
+    {
+      /* Not live any more (or never was): the contract's 404 / 410 / 408. */
+      srv_reply_not_live (s, valid ? id : "", r);
+      return;
+    }
+  r->status = 200;
+  r->body = json_pack ("{s:s,s:s}", "sandbox_id", id, "status", "terminated");
+}
+
+void
+srv_h_list (struct srv *s, const char *status, struct srv_reply *r)
+{
+  int want = -1;
+  if (status)
+    {
+      if (!strcmp (status, "running"))
+        want = STORE_RUNNING;
+      else if (!strcmp (status, "terminated"))
+        want = STORE_TERMINATED;
+      else
+        {
+          srv_reply_error (r, SBX_E_INVALID, "status: must be \"running\" or \"terminated\"");
+          return;
+        }
+    }
+  struct store_sandbox *list = NULL;
+  size_t n = 0;
+  struct sbx_err err = { 0 };
+  if (store_sandbox_list (s->store, want, &list, &n, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  json_t *arr = json_array ();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new (arr, srv_sandbox_json (&list[i]));
+  store_sandbox_list_free (list, n);
+  r->status = 200;
+  r->body = json_pack ("{s:o,s:I}", "sandboxes", arr, "count", (json_int_t) n);
+}
+
+void
+srv_h_health (struct srv *s, struct srv_reply *r)
+{
+  r->status = 200;
+  r->body = json_pack ("{s:s,s:i,s:i}", "status", "ok", "sandboxes_running",
+                       srv_live_count (s), "max_sandboxes", s->cfg.max_sandboxes);
+}

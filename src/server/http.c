@@ -1,0 +1,302 @@
+/* HTTP glue (libmicrohttpd, one thread per connection): routing, body limits, content
+ * type, JSON parsing, and turning handler replies into responses. Handlers never see
+ * MHD. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+struct srv_http {
+  struct MHD_Daemon *d;
+  struct srv *srv;
+};
+
+struct req_ctx {
+  enum srv_route route;
+  char *body;
+  size_t len, cap;
+  int too_large;
+  int done;        /* a response was queued early; ignore the rest */
+  int64_t start_ns;
+};
+
+static enum MHD_Result
+send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
+            struct req_ctx *ctx)
+{
+  char *txt = r->body ? json_dumps (r->body, JSON_COMPACT) : NULL;
+  size_t len = txt ? strlen (txt) : 0;
+  if (txt)
+    {
+      char *t2 = realloc (txt, len + 2);
+      if (t2)
+        {
+          txt = t2;
+          txt[len++] = '\n';
+          txt[len] = '\0';
+        }
+    }
+  struct MHD_Response *resp
+      = txt ? MHD_create_response_from_buffer (len, txt, MHD_RESPMEM_MUST_FREE)
+            : MHD_create_response_from_buffer (0, (void *) "", MHD_RESPMEM_PERSISTENT);
+  if (!resp)
+    {
+      free (txt);
+      json_decref (r->body);
+      return MHD_NO;
+    }
+  MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  MHD_add_response_header (resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (r->allow)
+    MHD_add_response_header (resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+  if (r->retry_after > 0)
+    {
+      char ra[16];
+      snprintf (ra, sizeof ra, "%d", r->retry_after);
+      MHD_add_response_header (resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+  enum MHD_Result ret = MHD_queue_response (c, r->status, resp);
+  MHD_destroy_response (resp);
+  LOG_INFO ("%s %s -> %u (%lld ms)", method, url, r->status,
+            (long long) ((sbx_mono_ns () - ctx->start_ns) / 1000000));
+  json_decref (r->body);
+  r->body = NULL;
+  ctx->done = 1;
+  return ret;
+}
+
+static enum MHD_Result
+send_error (struct MHD_Connection *c, unsigned status, const char *code, const char *msg,
+            const char *method, const char *url, struct req_ctx *ctx)
+{
+  struct srv_reply r = { 0 };
+  srv_reply_http (&r, status, code, msg);
+  return send_reply (c, &r, method, url, ctx);
+}
+
+/* application/json (any parameters), no Content-Type at all, and
+ * application/x-www-form-urlencoded (what `curl -d` sends unless told otherwise) are read
+ * as JSON; anything else is 415. */
+static int
+content_type_ok (const char *ct)
+{
+  if (!ct)
+    return 1;
+  while (*ct == ' ' || *ct == '\t')
+    ct++;
+  size_t n = strcspn (ct, "; \t");
+  return (n == 16 && !strncasecmp (ct, "application/json", n))
+         || (n == 33 && !strncasecmp (ct, "application/x-www-form-urlencoded", n));
+}
+
+static void
+dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct srv_reply *r)
+{
+  if (ctx->route == SRV_R_HEALTH)
+    {
+      srv_h_health (s, r);
+      return;
+    }
+  if (ctx->route == SRV_R_LIST)
+    {
+      srv_h_list (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "status"), r);
+      return;
+    }
+  json_t *body;
+  if (ctx->len == 0)
+    body = json_object (); /* `curl -X POST .../create` with no body: all defaults */
+  else
+    {
+      json_error_t je;
+      /* NUL is let through the parser and refused per field (see validate.c). */
+      body = json_loadb (ctx->body, ctx->len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+      if (!body)
+        {
+          char msg[256];
+          snprintf (msg, sizeof msg, "body: invalid JSON at byte %d: %s", je.position, je.text);
+          srv_reply_error (r, SBX_E_INVALID, msg);
+          return;
+        }
+    }
+  if (!json_is_object (body))
+    srv_reply_error (r, SBX_E_INVALID, "body: must be a JSON object");
+  else if (ctx->route == SRV_R_CREATE)
+    srv_h_create (s, body, r);
+  else if (ctx->route == SRV_R_EXEC)
+    srv_h_exec (s, body, r);
+  else if (ctx->route == SRV_R_STATUS)
+    srv_h_status (s, body, r);
+  else if (ctx->route == SRV_R_TERMINATE)
+    srv_h_terminate (s, body, r);
+  json_decref (body);
+}
+
+static enum MHD_Result
+on_request (void *cls, struct MHD_Connection *c, const char *url, const char *method,
+            const char *version, const char *upload_data, size_t *upload_data_size,
+            void **con_cls)
+{
+  struct srv *s = cls;
+  struct req_ctx *ctx = *con_cls;
+  if (!ctx)
+    {
+      ctx = calloc (1, sizeof *ctx);
+      if (!ctx)
+        return MHD_NO;
+      ctx->start_ns = sbx_mono_ns ();
+      *con_cls = ctx;
+      const char *allow;
+      ctx->route = srv_route_match (url, &allow);
+      if (ctx->route == SRV_R_NONE)
+        return send_error (c, 404, "not_found", "no such endpoint", method, url, ctx);
+      if (strcmp (method, allow) != 0)
+        {
+          struct srv_reply r = { .allow = allow };
+          char msg[128];
+          snprintf (msg, sizeof msg, "method %s not allowed here; use %s", method, allow);
+          srv_reply_http (&r, 405, "method_not_allowed", msg);
+          return send_reply (c, &r, method, url, ctx);
+        }
+      /* Browsers send Origin on cross-site requests; with authentication off a web page
+       * must not be able to drive the API on the user's loopback. */
+      if (MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN))
+        return send_error (c, 403, "forbidden", "cross-origin requests are not allowed", method,
+                           url, ctx);
+      if (!strcmp (method, "POST"))
+        {
+          const char *cl
+              = MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+          if (cl && strtoull (cl, NULL, 10) > SRV_BODY_LIMIT)
+            return send_error (c, 413, "payload_too_large",
+                               "request body larger than 10 MB (10485760 bytes)", method, url,
+                               ctx);
+          if (!content_type_ok (MHD_lookup_connection_value (c, MHD_HEADER_KIND,
+                                                             MHD_HTTP_HEADER_CONTENT_TYPE)))
+            return send_error (c, 415, "unsupported_media_type",
+                               "Content-Type must be application/json", method, url, ctx);
+        }
+      return MHD_YES;
+    }
+  if (*upload_data_size)
+    {
+      size_t n = *upload_data_size;
+      *upload_data_size = 0;
+      if (ctx->done || ctx->too_large)
+        return MHD_YES;
+      if (ctx->len + n > SRV_BODY_LIMIT)
+        {
+          /* A chunked body (no Content-Length) grew past the limit: answer now, without
+           * reading the rest. */
+          ctx->too_large = 1;
+          free (ctx->body);
+          ctx->body = NULL;
+          ctx->len = ctx->cap = 0;
+          return send_error (c, 413, "payload_too_large",
+                             "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
+        }
+      if (ctx->len + n > ctx->cap)
+        {
+          size_t ncap = ctx->cap ? ctx->cap : 4096;
+          while (ncap < ctx->len + n)
+            ncap *= 2;
+          if (ncap > SRV_BODY_LIMIT)
+            ncap = SRV_BODY_LIMIT;
+          char *nb = realloc (ctx->body, ncap);
+          if (!nb)
+            return MHD_NO;
+          ctx->body = nb;
+          ctx->cap = ncap;
+        }
+      memcpy (ctx->body + ctx->len, upload_data, n);
+      ctx->len += n;
+      return MHD_YES;
+    }
+  if (ctx->done)
+    return MHD_YES;
+  struct srv_reply r = { 0 };
+  dispatch (s, ctx, c, &r);
+  if (!r.body)
+    srv_reply_error (&r, SBX_E_INTERNAL, "no reply");
+  return send_reply (c, &r, method, url, ctx);
+}
+
+static void
+on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
+              enum MHD_RequestTerminationCode toe)
+{
+  struct req_ctx *ctx = *con_cls;
+  if (ctx)
+    {
+      free (ctx->body);
+      free (ctx);
+    }
+  *con_cls = NULL;
+}
+
+static void
+mhd_log (void *cls, const char *fmt, va_list ap)
+{
+  char buf[512];
+  vsnprintf (buf, sizeof buf, fmt, ap);
+  size_t n = strlen (buf);
+  while (n && buf[n - 1] == '\n')
+    buf[--n] = '\0';
+  LOG_WARN ("http: %s", buf);
+}
+
+int
+srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
+{
+  struct sockaddr_storage ss = { 0 };
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
+                   | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+  struct sockaddr_in *a4 = (struct sockaddr_in *) &ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *) &ss;
+  if (inet_pton (AF_INET, s->cfg.listen_host, &a4->sin_addr) == 1)
+    {
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons (s->cfg.port);
+    }
+  else if (inet_pton (AF_INET6, s->cfg.listen_host, &a6->sin6_addr) == 1)
+    {
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons (s->cfg.port);
+      flags |= MHD_USE_IPv6;
+    }
+  else
+    return sbx_err_set (err, SBX_E_INVALID, 0, "listen address '%s'", s->cfg.listen_host);
+  struct srv_http *h = calloc (1, sizeof *h);
+  if (!h)
+    return sbx_err_sys (err, "allocate http");
+  h->srv = s;
+  h->d = MHD_start_daemon (flags, s->cfg.port, NULL, NULL, on_request, s,
+                           MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
+                           MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->cfg.connection_limit,
+                           MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
+                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                           MHD_OPTION_END);
+  if (!h->d)
+    {
+      free (h);
+      return sbx_err_set (err, SBX_E_INTERNAL, 0, "cannot listen on %s:%u (in use?)",
+                          s->cfg.listen_host, s->cfg.port);
+    }
+  *out = h;
+  return 0;
+}
+
+void
+srv_http_stop (struct srv_http *h)
+{
+  if (!h)
+    return;
+  MHD_quiesce_daemon (h->d);
+  srv_cut_all_execs (h->srv);
+  MHD_stop_daemon (h->d);
+  free (h);
+}

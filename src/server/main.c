@@ -1,0 +1,223 @@
+/* sbxd: the sbx daemon. HTTP/JSON API on loopback, one supervisor for every sandbox,
+ * state in SQLite under the state directory. See docs/api.md.
+ *
+ * SIGTERM/SIGINT stop it gracefully: no new requests, execs in flight are cut (503), and
+ * sandboxes keep running; the next sbxd re-adopts them (or cleans them up if their
+ * lifetime ended meanwhile). */
+#include "server.h"
+#include "../images/images.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+           "usage: sbxd [OPTIONS]\n"
+           "  --listen HOST:PORT     address to listen on (default 127.0.0.1:8080; loopback\n"
+           "                         only while authentication is off)\n"
+           "  --state-dir DIR        state directory (default $SBX_STATE_DIR or /var/lib/sbx)\n"
+           "  --config FILE          JSON config file; flags override it\n"
+           "  --max-sandboxes N      live sandboxes at most (default 64)\n"
+           "  --max-output BYTES     output kept per stream per exec (default 1M)\n"
+           "  --log-level LEVEL      error, warn, info (default) or debug\n"
+           "  --init PATH            sbx-init binary (default: next to sbxd)\n"
+           "  --no-prepare-image     do not build the default image at start\n"
+           "  -h, --help\n");
+}
+
+enum { O_LISTEN = 1, O_STATE, O_CONFIG, O_MAX_SB, O_MAX_OUT, O_LOG, O_INIT, O_NO_PREP };
+static const struct option opts[] = {
+  { "listen", required_argument, NULL, O_LISTEN },
+  { "state-dir", required_argument, NULL, O_STATE },
+  { "config", required_argument, NULL, O_CONFIG },
+  { "max-sandboxes", required_argument, NULL, O_MAX_SB },
+  { "max-output", required_argument, NULL, O_MAX_OUT },
+  { "log-level", required_argument, NULL, O_LOG },
+  { "init", required_argument, NULL, O_INIT },
+  { "no-prepare-image", no_argument, NULL, O_NO_PREP },
+  { "help", no_argument, NULL, 'h' },
+  { NULL, 0, NULL, 0 },
+};
+
+static int
+parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
+{
+  /* First pass: the config file, so that flags override it whatever their order. */
+  optind = 1;
+  opterr = 0;
+  int o;
+  while ((o = getopt_long (argc, argv, "h", opts, NULL)) != -1)
+    if (o == O_CONFIG && srv_config_load_file (c, optarg, err) < 0)
+      return -1;
+  optind = 1;
+  opterr = 1;
+  while ((o = getopt_long (argc, argv, "h", opts, NULL)) != -1)
+    {
+      char *end;
+      uint64_t u;
+      switch (o)
+        {
+        case O_LISTEN:
+          if (srv_config_set_listen (c, optarg, err) < 0)
+            return -1;
+          break;
+        case O_STATE:
+          snprintf (c->state_dir, sizeof c->state_dir, "%s", optarg);
+          break;
+        case O_CONFIG:
+          break;
+        case O_MAX_SB:
+          errno = 0;
+          long n = strtol (optarg, &end, 10);
+          if (errno || *end || n < 1 || n > 100000)
+            return sbx_err_set (err, SBX_E_INVALID, 0, "--max-sandboxes: expected 1..100000");
+          c->max_sandboxes = (int) n;
+          break;
+        case O_MAX_OUT:
+          if (sbx_parse_size (optarg, &u) < 0 || u < 1024 || u > 64 * 1024 * 1024)
+            return sbx_err_set (err, SBX_E_INVALID, 0, "--max-output: expected 1k..64M");
+          c->max_output = u;
+          break;
+        case O_LOG:
+          if (srv_config_set_log_level (c, optarg, err) < 0)
+            return -1;
+          break;
+        case O_INIT:
+          snprintf (c->init_path, sizeof c->init_path, "%s", optarg);
+          break;
+        case O_NO_PREP:
+          c->prepare_image = 0;
+          break;
+        case 'h':
+          usage (stdout);
+          exit (0);
+        default:
+          usage (stderr);
+          exit (2);
+        }
+    }
+  if (optind < argc)
+    return sbx_err_set (err, SBX_E_INVALID, 0, "unexpected argument '%s'", argv[optind]);
+  return 0;
+}
+
+static void
+default_init_path (struct srv_config *c)
+{
+  if (c->init_path[0])
+    return;
+  char self[PATH_MAX];
+  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0)
+    {
+      self[n] = '\0';
+      char *slash = strrchr (self, '/');
+      if (slash)
+        {
+          *slash = '\0';
+          snprintf (c->init_path, sizeof c->init_path, "%s/sbx-init", self);
+          if (access (c->init_path, X_OK) == 0)
+            return;
+        }
+    }
+  snprintf (c->init_path, sizeof c->init_path, "/usr/local/lib/sbx/sbx-init");
+}
+
+int
+main (int argc, char **argv)
+{
+  struct srv_config cfg;
+  struct sbx_err err = { 0 };
+  srv_config_defaults (&cfg);
+  if (parse_args (argc, argv, &cfg, &err) < 0)
+    {
+      fprintf (stderr, "sbxd: %s\n", err.msg);
+      return 2;
+    }
+  sbx_log_set_level (cfg.log_level);
+  default_init_path (&cfg);
+  if (!srv_config_is_loopback (&cfg))
+    {
+      fprintf (stderr, "sbxd: refusing to listen on %s: authentication is off, so only a "
+                       "loopback address (127.0.0.1, ::1) is allowed\n", cfg.listen_host);
+      return 2;
+    }
+  if (geteuid () != 0)
+    {
+      fprintf (stderr, "sbxd: must run as root (sandboxes use namespaces and cgroups)\n");
+      return 1;
+    }
+  if (access (cfg.init_path, X_OK) < 0)
+    {
+      fprintf (stderr, "sbxd: sbx-init not found at '%s' (use --init)\n", cfg.init_path);
+      return 1;
+    }
+  if (sbx_mkdir_p (cfg.state_dir, 0700) < 0)
+    {
+      fprintf (stderr, "sbxd: create state dir '%s': %s\n", cfg.state_dir, strerror (errno));
+      return 1;
+    }
+  /* One sbxd per state directory: a second one would fight over the same sandboxes. */
+  char path[PATH_MAX + 32];
+  snprintf (path, sizeof path, "%s/sbxd.lock", cfg.state_dir);
+  int lock = open (path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (lock < 0 || flock (lock, LOCK_EX | LOCK_NB) < 0)
+    {
+      fprintf (stderr, "sbxd: another sbxd uses state dir '%s'\n", cfg.state_dir);
+      return 1;
+    }
+
+  /* Signals are taken by sigwait below; every thread inherits the mask. */
+  sigset_t set;
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  sigaddset (&set, SIGINT);
+  pthread_sigmask (SIG_BLOCK, &set, NULL);
+  signal (SIGPIPE, SIG_IGN);
+
+  static struct srv s;
+  snprintf (path, sizeof path, "%s/sbx.db", cfg.state_dir);
+  if (srv_init (&s, &cfg, &err) < 0 || store_open (path, &s.store, &err) < 0
+      || srv_recover (&s, &err) < 0)
+    {
+      fprintf (stderr, "sbxd: %s\n", err.msg);
+      return 1;
+    }
+  if (cfg.prepare_image)
+    {
+      char rootfs[PATH_MAX];
+      LOG_INFO ("preparing image %s (the first start builds it; this takes a few minutes)",
+                SRV_DEFAULT_IMAGE);
+      if (img_resolve (cfg.state_dir, SRV_DEFAULT_IMAGE, 1, rootfs, &err) < 0)
+        {
+          fprintf (stderr, "sbxd: image %s: %s\n", SRV_DEFAULT_IMAGE, err.msg);
+          return 1;
+        }
+    }
+  struct srv_http *http = NULL;
+  if (srv_super_start (&s, &err) < 0 || srv_http_start (&s, &http, &err) < 0)
+    {
+      fprintf (stderr, "sbxd: %s\n", err.msg);
+      return 1;
+    }
+  LOG_INFO ("sbxd listening on http://%s%s%s:%u (state %s)", strchr (cfg.listen_host, ':') ? "[" : "",
+            cfg.listen_host, strchr (cfg.listen_host, ':') ? "]" : "", cfg.port, cfg.state_dir);
+  int sig = 0;
+  while (sigwait (&set, &sig) != 0)
+    ;
+  LOG_INFO ("signal %d: stopping (sandboxes keep running and are re-adopted at next start)",
+            sig);
+  srv_http_stop (http);
+  srv_super_stop (&s);
+  store_close (s.store);
+  return 0;
+}

@@ -1,0 +1,40 @@
+/* Error replies: {"error": {"code": "...", "message": "..."}} with the contract's statuses. */
+#include "server.h"
+
+unsigned
+srv_code_status (int code)
+{
+  switch (code)
+    {
+    case SBX_E_INVALID: return 400;
+    case SBX_E_NOT_FOUND: return 404;
+    case SBX_E_TERMINATED: return 410;
+    case SBX_E_TIMEOUT: return 408;
+    case SBX_E_CAPACITY: return 503;
+    case SBX_E_TOO_LARGE: return 413;
+    case SBX_E_EXEC_FAILED:
+    default: return 500;
+    }
+}
+
+void
+srv_reply_http (struct srv_reply *r, unsigned status, const char *code, const char *msg)
+{
+  json_decref (r->body);
+  r->status = status;
+  r->body = json_pack ("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+}
+
+void
+srv_reply_error (struct srv_reply *r, int code, const char *msg)
+{
+  srv_reply_http (r, srv_code_status (code), sbx_code_name (code), msg);
+  if (code == SBX_E_CAPACITY)
+    r->retry_after = 5;
+}
+
+void
+srv_reply_err (struct srv_reply *r, const struct sbx_err *err)
+{
+  srv_reply_error (r, err->code ? err->code : SBX_E_INTERNAL, err->msg);
+}

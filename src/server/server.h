@@ -1,0 +1,226 @@
+/* Private to src/server (sbxd): configuration, request validation, routing, the sandbox
+ * registry and supervisor, handlers and the HTTP glue. main.c wires them together.
+ *
+ * Threads: libmicrohttpd runs one thread per connection; a handler may block (an exec
+ * waits for its command) without holding up other requests. One supervisor thread owns
+ * sandbox lifetimes (epoll over pidfds, timerfds and an eventfd). Sandbox objects are
+ * reference-counted so that destroy never races an exec. */
+#pragma once
+
+#include "../common/common.h"
+#include "../store/store.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define SRV_BODY_LIMIT (10u * 1024 * 1024) /* request bodies, bytes */
+#define SRV_TIMEOUT_MAX 86400              /* seconds, sandbox lifetime and exec timeout */
+#define SRV_TIMEOUT_DEFAULT 300
+#define SRV_MEMORY_MIN_MB 64
+#define SRV_MEMORY_DEFAULT_MB 1024
+#define SRV_CPU_MIN_MILLIS 100
+#define SRV_CPU_DEFAULT_MILLIS 1000
+#define SRV_ENV_MAX_COUNT 256
+#define SRV_ENV_MAX_NAME 256
+#define SRV_ENV_MAX_VALUE (32 * 1024)
+#define SRV_ENV_MAX_TOTAL (256 * 1024)
+#define SRV_ARGV_MAX_COUNT 4096
+#define SRV_PATH_MAX 4096
+#define SRV_DEFAULT_IMAGE "python:3.11"
+
+struct srv_config {
+  char listen_host[64];
+  uint16_t port;
+  char state_dir[PATH_MAX];
+  char init_path[PATH_MAX];   /* sbx-init; default: next to the sbxd binary */
+  int max_sandboxes;          /* live sandboxes; more → 503 at_capacity */
+  uint64_t max_output;        /* per stream per exec, bytes (default and upper bound) */
+  uint32_t max_cpu_millis;    /* upper bound of create.cpu */
+  uint64_t max_memory_mb;     /* upper bound of create.memory */
+  int log_level;
+  int connection_limit;       /* concurrent HTTP connections */
+  unsigned connection_timeout;/* idle seconds before MHD drops a connection */
+  int prepare_image;          /* resolve (build) the default image at start */
+};
+
+/* Defaults derived from the host (cores, RAM). */
+void srv_config_defaults (struct srv_config *c);
+/* Apply a JSON config file (same names as the long flags, with '_' for '-'). Unknown keys
+ * are errors: a misspelt limit must not silently fall back to a default. */
+int srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *err);
+/* Parse "host:port"; host must be an IP literal or "localhost". */
+int srv_config_set_listen (struct srv_config *c, const char *s, struct sbx_err *err);
+int srv_config_set_log_level (struct srv_config *c, const char *s, struct sbx_err *err);
+/* 1 if the listen host is a loopback address. */
+int srv_config_is_loopback (const struct srv_config *c);
+
+/* ---- validated requests (validate.c) ---- */
+struct srv_env {
+  char **names;  /* owned */
+  char **values; /* owned */
+  size_t n;
+};
+
+struct srv_create_req {
+  char image[64];
+  int64_t timeout_s;
+  uint32_t cpu_millis;
+  uint64_t memory_mb;
+  struct srv_env env;
+  char *workdir; /* NULL if absent */
+};
+
+struct srv_exec_req {
+  char id[SBX_ID_MAX];
+  int id_valid;       /* 0: syntactically not a sandbox id (answered as not found) */
+  char **argv;        /* NULL-terminated, owned */
+  size_t argc;
+  struct srv_env env;
+  char *workdir;
+  char *stdin_data;   /* NULL if absent; may contain NUL bytes */
+  size_t stdin_len;
+  int has_stdin;
+  uint64_t timeout_ms;   /* 0: until the sandbox's lifetime ends */
+  uint64_t max_output;
+};
+
+/* Every parser fills err with SBX_E_INVALID and a message naming the field. */
+int srv_parse_create (json_t *body, const struct srv_config *c, struct srv_create_req *out,
+                      struct sbx_err *err);
+void srv_create_req_free (struct srv_create_req *r);
+int srv_parse_exec (json_t *body, const struct srv_config *c, struct srv_exec_req *out,
+                    struct sbx_err *err);
+void srv_exec_req_free (struct srv_exec_req *r);
+/* sandbox_id of status/terminate: *valid = 0 for a string that cannot be an id. */
+int srv_parse_sandbox_id (json_t *body, char id[SBX_ID_MAX], int *valid, struct sbx_err *err);
+void srv_env_free (struct srv_env *e);
+/* env as a JSON object string (for the store), or NULL when empty. */
+char *srv_env_to_json (const struct srv_env *e);
+/* Parse the store's env JSON back (trusted input). */
+int srv_env_from_json (const char *s, struct srv_env *out);
+
+/* ---- output encoding (utf8.c) ---- */
+/* Copy bytes as valid UTF-8, replacing every byte that is not part of a well-formed
+ * sequence with U+FFFD. Returns 1 if anything was replaced, 0 if not, -1 on OOM. */
+int srv_utf8_sanitize (const uint8_t *p, size_t n, char **out, size_t *out_len);
+char *srv_base64 (const uint8_t *p, size_t n);
+
+/* ---- routing (routes.c) ---- */
+enum srv_route {
+  SRV_R_NONE = 0,
+  SRV_R_CREATE,
+  SRV_R_EXEC,
+  SRV_R_STATUS,
+  SRV_R_TERMINATE,
+  SRV_R_LIST,
+  SRV_R_HEALTH,
+};
+/* Match a path (no query string) under any API prefix. Returns the route or SRV_R_NONE;
+ * *allow gets the one method the route accepts ("GET" or "POST"). */
+enum srv_route srv_route_match (const char *path, const char **allow);
+
+/* ---- replies ---- */
+struct srv_reply {
+  unsigned status;
+  json_t *body;        /* owned */
+  const char *allow;   /* Allow header for 405 */
+  int retry_after;     /* seconds, 0: none */
+};
+/* Error reply {"error":{"code","message"}}; status from the sbx code. */
+void srv_reply_error (struct srv_reply *r, int code, const char *msg);
+void srv_reply_err (struct srv_reply *r, const struct sbx_err *err);
+void srv_reply_http (struct srv_reply *r, unsigned status, const char *code, const char *msg);
+unsigned srv_code_status (int code);
+
+/* ---- the server and its sandboxes (supervisor.c) ---- */
+enum srv_sb_state {
+  SRV_SB_LIVE,
+  SRV_SB_ENDING, /* killed (terminate, timeout), waiting for PID 1 to be gone */
+  SRV_SB_DEAD,   /* PID 1 gone; destroyed when the last reference is dropped */
+};
+
+struct rt_sandbox;
+struct srv;
+
+struct srv_exec_slot; /* an exec in flight, so terminate can cut its connection */
+
+struct srv_sandbox {
+  char id[SBX_ID_MAX];
+  struct srv *srv;
+  struct rt_sandbox *rt;
+  int refs;                    /* under srv->lock */
+  int state;                   /* enum srv_sb_state, under srv->lock */
+  int end_code;                /* SBX_E_TERMINATED or SBX_E_TIMEOUT once ending */
+  char reason[128];
+  int64_t expires_at_ms;
+  int timerfd;
+  struct srv_env env;          /* create-time env, immutable */
+  char *workdir;               /* create-time workdir, immutable */
+  int exec_fds[64];            /* connections of execs in flight, under srv->lock */
+  int n_exec_fds;
+  struct srv_sandbox *next;    /* registry list */
+  struct srv_sandbox *next_destroy;
+  struct { int kind; struct srv_sandbox *sb; } ev_pid, ev_timer;
+};
+
+struct srv {
+  struct srv_config cfg;
+  struct store *store;
+  pthread_mutex_t lock;
+  pthread_cond_t ended;        /* broadcast when a sandbox leaves SRV_SB_LIVE */
+  struct srv_sandbox *live;    /* registry: every sandbox with a host presence */
+  int n_live;
+  int n_reserved;              /* creates in progress (count against capacity) */
+  struct srv_sandbox *destroy_q;
+  int epfd;
+  int evfd;
+  pthread_t thread;
+  int running;
+  int stopping;
+};
+
+int srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err);
+/* Start the supervisor thread. */
+int srv_super_start (struct srv *s, struct sbx_err *err);
+/* Stop the supervisor; sandboxes keep running (re-adopted at the next start). */
+void srv_super_stop (struct srv *s);
+/* Re-adopt or clean up what the database says is running; remove leftovers. */
+int srv_recover (struct srv *s, struct sbx_err *err);
+
+/* Capacity: reserve a slot before spawning; release it if the create fails. */
+int srv_reserve (struct srv *s, struct sbx_err *err);
+void srv_unreserve (struct srv *s);
+/* Register a spawned/adopted sandbox (consumes a reservation if reserved != 0). Takes
+ * ownership of rt, env and workdir. On failure the sandbox is destroyed. */
+int srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
+                     struct srv_env *env, char *workdir, int reserved, struct sbx_err *err);
+/* A referenced live (or ending) sandbox, or NULL. Release with srv_sandbox_put. */
+struct srv_sandbox *srv_sandbox_get (struct srv *s, const char *id);
+void srv_sandbox_put (struct srv_sandbox *sb);
+/* Kill the sandbox, record reason; returns 1 if this call ended it, 0 if already ending. */
+int srv_sandbox_end (struct srv_sandbox *sb, int code, const char *reason);
+/* Wait (bounded) until the sandbox is no longer live; returns its state. */
+int srv_sandbox_wait_ended (struct srv_sandbox *sb, int timeout_ms);
+int srv_exec_register (struct srv_sandbox *sb, int fd);
+void srv_exec_unregister (struct srv_sandbox *sb, int fd);
+int srv_live_count (struct srv *s);
+/* Cut every exec in flight (shutdown). */
+void srv_cut_all_execs (struct srv *s);
+
+/* ---- handlers (h_sandbox.c, h_exec.c) ---- */
+void srv_h_create (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_status (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_list (struct srv *s, const char *status, struct srv_reply *r);
+void srv_h_health (struct srv *s, struct srv_reply *r);
+/* The error for a sandbox that is not live: 404, 410 or 408 from the store record. */
+void srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r);
+json_t *srv_sandbox_json (const struct store_sandbox *rec);
+
+/* ---- HTTP (http.c) ---- */
+struct srv_http;
+int srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err);
+void srv_http_stop (struct srv_http *h);

@@ -1,0 +1,420 @@
+/* The sandbox registry and the supervisor thread.
+ *
+ * Every sandbox with a host presence is in srv->live with one "registry" reference; HTTP
+ * threads take more references while they use it. One thread owns lifetimes: an epoll
+ * loop over each sandbox's pidfd (PID 1 gone: crashed, out of memory, or the end of a
+ * kill we asked for), a CLOCK_REALTIME timerfd at expires_at (so the deadline survives an
+ * sbxd restart unchanged), and an eventfd that wakes it to destroy sandboxes whose last
+ * reference was dropped by another thread. Killing is immediate (any thread); cleanup
+ * (rt_sandbox_destroy) happens once PID 1 is gone and nobody uses the handle. */
+#include "server.h"
+#include "../runtime/runtime.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EV_PID = 1, EV_TIMER = 2, EV_WAKE = 3 };
+static int wake_tag = EV_WAKE;
+
+int
+srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err)
+{
+  memset (s, 0, sizeof *s);
+  s->cfg = *cfg;
+  s->epfd = s->evfd = -1;
+  pthread_mutex_init (&s->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&s->ended, &ca);
+  pthread_condattr_destroy (&ca);
+  s->epfd = epoll_create1 (EPOLL_CLOEXEC);
+  if (s->epfd < 0)
+    return sbx_err_sys (err, "epoll_create1");
+  s->evfd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->evfd < 0)
+    return sbx_err_sys (err, "eventfd");
+  struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &wake_tag };
+  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) < 0)
+    return sbx_err_sys (err, "epoll_ctl eventfd");
+  return 0;
+}
+
+static void
+wake (struct srv *s)
+{
+  uint64_t one = 1;
+  if (write (s->evfd, &one, sizeof one) < 0 && errno != EAGAIN)
+    LOG_WARN ("wake supervisor: %s", strerror (errno));
+}
+
+int
+srv_reserve (struct srv *s, struct sbx_err *err)
+{
+  int rc = 0;
+  pthread_mutex_lock (&s->lock);
+  if (s->n_live + s->n_reserved >= s->cfg.max_sandboxes)
+    rc = sbx_err_set (err, SBX_E_CAPACITY, 0,
+                      "at capacity: %d sandboxes are running (max_sandboxes); retry later",
+                      s->n_live + s->n_reserved);
+  else
+    s->n_reserved++;
+  pthread_mutex_unlock (&s->lock);
+  return rc;
+}
+
+void
+srv_unreserve (struct srv *s)
+{
+  pthread_mutex_lock (&s->lock);
+  s->n_reserved--;
+  pthread_mutex_unlock (&s->lock);
+}
+
+int
+srv_live_count (struct srv *s)
+{
+  pthread_mutex_lock (&s->lock);
+  int n = s->n_live;
+  pthread_mutex_unlock (&s->lock);
+  return n;
+}
+
+static void
+sandbox_free (struct srv_sandbox *sb)
+{
+  if (sb->timerfd >= 0)
+    close (sb->timerfd);
+  srv_env_free (&sb->env);
+  free (sb->workdir);
+  free (sb);
+}
+
+int
+srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
+                 struct srv_env *env, char *workdir, int reserved, struct sbx_err *err)
+{
+  struct srv_sandbox *sb = calloc (1, sizeof *sb);
+  if (!sb)
+    {
+      sbx_err_sys (err, "allocate sandbox");
+      goto fail;
+    }
+  snprintf (sb->id, sizeof sb->id, "%s", rt_sandbox_id (rt));
+  sb->srv = s;
+  sb->rt = rt;
+  sb->refs = 1; /* the registry's */
+  sb->state = SRV_SB_LIVE;
+  sb->expires_at_ms = expires_at_ms;
+  sb->env = *env;
+  memset (env, 0, sizeof *env);
+  sb->workdir = workdir;
+  workdir = NULL;
+  sb->ev_pid.kind = EV_PID;
+  sb->ev_pid.sb = sb;
+  sb->ev_timer.kind = EV_TIMER;
+  sb->ev_timer.sb = sb;
+  sb->timerfd = timerfd_create (CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (sb->timerfd < 0)
+    {
+      sbx_err_sys (err, "timerfd_create");
+      goto fail;
+    }
+  struct itimerspec its = { 0 };
+  int64_t at = expires_at_ms > 0 ? expires_at_ms : 1;
+  its.it_value.tv_sec = at / 1000;
+  its.it_value.tv_nsec = (at % 1000) * 1000000;
+  /* An absolute time already past fires at once: the sandbox is then ended at once. */
+  if (timerfd_settime (sb->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+    {
+      sbx_err_sys (err, "timerfd_settime");
+      goto fail;
+    }
+  pthread_mutex_lock (&s->lock);
+  sb->next = s->live;
+  s->live = sb;
+  s->n_live++;
+  if (reserved)
+    s->n_reserved--;
+  reserved = 0;
+  pthread_mutex_unlock (&s->lock);
+  /* Registered before it is watched: the supervisor may end it the moment it is added. */
+  struct epoll_event ep = { .events = EPOLLIN, .data.ptr = &sb->ev_pid };
+  struct epoll_event et = { .events = EPOLLIN, .data.ptr = &sb->ev_timer };
+  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, rt_sandbox_pidfd (rt), &ep) < 0
+      || epoll_ctl (s->epfd, EPOLL_CTL_ADD, sb->timerfd, &et) < 0)
+    {
+      /* Cannot watch it: end it now rather than run it unsupervised. The pidfd event (if
+       * registered) or the error below leaves it to be reaped. */
+      int e = errno;
+      LOG_ERROR ("watch sandbox %s: %s", sb->id, strerror (e));
+      srv_sandbox_end (sb, SBX_E_TERMINATED, "sbxd could not supervise it");
+      return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox: %s", strerror (e));
+    }
+  return 0;
+fail:
+  if (reserved)
+    srv_unreserve (s);
+  if (sb)
+    {
+      sb->rt = NULL;
+      sandbox_free (sb);
+    }
+  else
+    {
+      srv_env_free (env);
+    }
+  free (workdir);
+  rt_sandbox_destroy (rt);
+  return -1;
+}
+
+struct srv_sandbox *
+srv_sandbox_get (struct srv *s, const char *id)
+{
+  struct srv_sandbox *found = NULL;
+  pthread_mutex_lock (&s->lock);
+  for (struct srv_sandbox *sb = s->live; sb; sb = sb->next)
+    if (!strcmp (sb->id, id))
+      {
+        sb->refs++;
+        found = sb;
+        break;
+      }
+  pthread_mutex_unlock (&s->lock);
+  return found;
+}
+
+void
+srv_sandbox_put (struct srv_sandbox *sb)
+{
+  if (!sb)
+    return;
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  int last = --sb->refs == 0;
+  if (last)
+    {
+      sb->next_destroy = s->destroy_q;
+      s->destroy_q = sb;
+    }
+  pthread_mutex_unlock (&s->lock);
+  if (last)
+    wake (s);
+}
+
+int
+srv_sandbox_end (struct srv_sandbox *sb, int code, const char *reason)
+{
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  if (sb->state != SRV_SB_LIVE)
+    {
+      pthread_mutex_unlock (&s->lock);
+      return 0;
+    }
+  sb->state = SRV_SB_ENDING;
+  sb->end_code = code;
+  snprintf (sb->reason, sizeof sb->reason, "%s", reason);
+  /* The execs in flight get their answer now, not when the kill has propagated. */
+  for (int i = 0; i < sb->n_exec_fds; i++)
+    shutdown (sb->exec_fds[i], SHUT_RDWR);
+  pthread_cond_broadcast (&s->ended);
+  pthread_mutex_unlock (&s->lock);
+  /* The caller's reference keeps rt valid; the kill itself needs no lock. */
+  rt_sandbox_kill (sb->rt);
+  struct sbx_err err = { 0 };
+  if (store_sandbox_terminate (s->store, sb->id, sbx_now_ms (), reason, &err) < 0)
+    LOG_ERROR ("record end of %s: %s", sb->id, err.msg);
+  LOG_INFO ("sandbox %s ending: %s", sb->id, reason);
+  return 1;
+}
+
+int
+srv_sandbox_wait_ended (struct srv_sandbox *sb, int timeout_ms)
+{
+  struct srv *s = sb->srv;
+  struct timespec dl;
+  clock_gettime (CLOCK_MONOTONIC, &dl);
+  dl.tv_sec += timeout_ms / 1000;
+  dl.tv_nsec += (long) (timeout_ms % 1000) * 1000000;
+  if (dl.tv_nsec >= 1000000000)
+    {
+      dl.tv_sec++;
+      dl.tv_nsec -= 1000000000;
+    }
+  pthread_mutex_lock (&s->lock);
+  while (sb->state == SRV_SB_LIVE)
+    if (pthread_cond_timedwait (&s->ended, &s->lock, &dl) == ETIMEDOUT)
+      break;
+  int st = sb->state;
+  pthread_mutex_unlock (&s->lock);
+  return st;
+}
+
+int
+srv_exec_register (struct srv_sandbox *sb, int fd)
+{
+  struct srv *s = sb->srv;
+  int rc = -1;
+  pthread_mutex_lock (&s->lock);
+  if (sb->state == SRV_SB_LIVE && !s->stopping
+      && sb->n_exec_fds < (int) (sizeof sb->exec_fds / sizeof sb->exec_fds[0]))
+    {
+      sb->exec_fds[sb->n_exec_fds++] = fd;
+      rc = 0;
+    }
+  pthread_mutex_unlock (&s->lock);
+  return rc;
+}
+
+void
+srv_exec_unregister (struct srv_sandbox *sb, int fd)
+{
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  for (int i = 0; i < sb->n_exec_fds; i++)
+    if (sb->exec_fds[i] == fd)
+      {
+        sb->exec_fds[i] = sb->exec_fds[--sb->n_exec_fds];
+        break;
+      }
+  pthread_mutex_unlock (&s->lock);
+}
+
+void
+srv_cut_all_execs (struct srv *s)
+{
+  pthread_mutex_lock (&s->lock);
+  s->stopping = 1;
+  for (struct srv_sandbox *sb = s->live; sb; sb = sb->next)
+    for (int i = 0; i < sb->n_exec_fds; i++)
+      shutdown (sb->exec_fds[i], SHUT_RDWR);
+  pthread_mutex_unlock (&s->lock);
+}
+
+/* PID 1 of the sandbox is gone. */
+static void
+on_exit_of (struct srv *s, struct srv_sandbox *sb)
+{
+  epoll_ctl (s->epfd, EPOLL_CTL_DEL, rt_sandbox_pidfd (sb->rt), NULL);
+  epoll_ctl (s->epfd, EPOLL_CTL_DEL, sb->timerfd, NULL);
+  /* Not ended by us: it crashed, or the OOM killer took PID 1. */
+  const char *why = rt_sandbox_oom_killed (sb->rt) ? "out of memory" : "sandbox crashed";
+  srv_sandbox_end (sb, SBX_E_TERMINATED, why);
+  pthread_mutex_lock (&s->lock);
+  sb->state = SRV_SB_DEAD;
+  for (struct srv_sandbox **pp = &s->live; *pp; pp = &(*pp)->next)
+    if (*pp == sb)
+      {
+        *pp = sb->next;
+        s->n_live--;
+        break;
+      }
+  pthread_cond_broadcast (&s->ended);
+  pthread_mutex_unlock (&s->lock);
+  srv_sandbox_put (sb); /* the registry's reference */
+}
+
+static void
+drain_destroy_queue (struct srv *s)
+{
+  for (;;)
+    {
+      pthread_mutex_lock (&s->lock);
+      struct srv_sandbox *sb = s->destroy_q;
+      if (sb)
+        s->destroy_q = sb->next_destroy;
+      pthread_mutex_unlock (&s->lock);
+      if (!sb)
+        return;
+      LOG_DEBUG ("destroying sandbox %s", sb->id);
+      rt_sandbox_destroy (sb->rt);
+      sandbox_free (sb);
+    }
+}
+
+static void *
+supervisor_main (void *arg)
+{
+  struct srv *s = arg;
+  for (;;)
+    {
+      struct epoll_event evs[32];
+      int n = epoll_wait (s->epfd, evs, 32, -1);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          LOG_ERROR ("supervisor epoll_wait: %s", strerror (errno));
+          return NULL;
+        }
+      for (int i = 0; i < n; i++)
+        {
+          int kind = *(int *) evs[i].data.ptr;
+          if (kind == EV_WAKE)
+            {
+              uint64_t v;
+              if (read (s->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
+                LOG_WARN ("read eventfd: %s", strerror (errno));
+            }
+          else if (kind == EV_TIMER)
+            {
+              struct srv_sandbox *sb
+                  = (struct srv_sandbox *) ((char *) evs[i].data.ptr
+                                            - offsetof (struct srv_sandbox, ev_timer));
+              uint64_t v;
+              if (read (sb->timerfd, &v, sizeof v) < 0 && errno != EAGAIN)
+                LOG_WARN ("read timerfd: %s", strerror (errno));
+              srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
+            }
+          else if (kind == EV_PID)
+            {
+              struct srv_sandbox *sb
+                  = (struct srv_sandbox *) ((char *) evs[i].data.ptr
+                                            - offsetof (struct srv_sandbox, ev_pid));
+              on_exit_of (s, sb);
+            }
+        }
+      drain_destroy_queue (s);
+      pthread_mutex_lock (&s->lock);
+      int quit = !s->running;
+      pthread_mutex_unlock (&s->lock);
+      if (quit)
+        return NULL;
+    }
+}
+
+int
+srv_super_start (struct srv *s, struct sbx_err *err)
+{
+  s->running = 1;
+  int e = pthread_create (&s->thread, NULL, supervisor_main, s);
+  if (e)
+    {
+      s->running = 0;
+      return sbx_err_set (err, SBX_E_INTERNAL, e, "start supervisor: %s", strerror (e));
+    }
+  return 0;
+}
+
+void
+srv_super_stop (struct srv *s)
+{
+  pthread_mutex_lock (&s->lock);
+  int was = s->running;
+  s->running = 0;
+  pthread_mutex_unlock (&s->lock);
+  if (!was)
+    return;
+  wake (s);
+  pthread_join (s->thread, NULL);
+}
