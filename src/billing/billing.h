@@ -108,3 +108,55 @@ void bill_keccak_init (struct bill_keccak *k);
 void bill_keccak_update (struct bill_keccak *k, const void *data, size_t len);
 void bill_keccak_final (struct bill_keccak *k, uint8_t out[32]);
 void bill_keccak256 (const void *data, size_t len, uint8_t out[32]);
+
+/* ====================================================================================
+ * EVM addresses, uint256, EIP-712 for EIP-3009 TransferWithAuthorization
+ * ==================================================================================== */
+
+#define BILL_ADDR_STR 43 /* "0x" + 40 hex + NUL */
+
+/* "0x" + 40 hex digits, any case, into 20 bytes. The EIP-55 checksum is NOT enforced here:
+ * payments compare addresses as bytes (x402.md: case-insensitively). -1 if malformed. */
+int bill_addr_parse (const char *s, uint8_t out[20]);
+/* 1 when s is a well-formed address whose letters are all lower case, all upper case, or
+ * exactly the EIP-55 mixed case; 0 otherwise (for operator input such as --pay-to). */
+int bill_addr_checksum_ok (const char *s);
+/* EIP-55 checksummed form. */
+void bill_addr_format (const uint8_t a[20], char out[BILL_ADDR_STR]);
+/* Address of an uncompressed public key X‖Y (64 bytes, no 0x04): keccak256(X‖Y)[12:]. */
+void bill_addr_from_pubkey (const uint8_t xy[64], uint8_t out[20]);
+
+/* Canonical decimal ("0" or [1-9][0-9]*, at most 78 digits) into a 32-byte big-endian
+ * uint256; -1 if malformed or >= 2^256. */
+int bill_u256_parse (const char *s, uint8_t out[32]);
+/* Its value as a uint64: 0 when it fits, -1 when it is >= 2^64. */
+int bill_u256_to_u64 (const uint8_t v[32], uint64_t *out);
+
+struct bill_eip712_domain {
+  const char *name;                 /* token name, e.g. "USD Coin" */
+  const char *version;              /* e.g. "2" */
+  uint64_t chain_id;
+  uint8_t verifying_contract[20];   /* the token */
+};
+
+/* The signed message of EIP-3009 transferWithAuthorization. */
+struct bill_transfer_auth {
+  uint8_t from[20];
+  uint8_t to[20];
+  uint8_t value[32];        /* uint256, big-endian */
+  uint8_t valid_after[32];  /* uint256, big-endian */
+  uint8_t valid_before[32]; /* uint256, big-endian */
+  uint8_t nonce[32];        /* bytes32 */
+};
+
+/* ABI words (5 × 32 bytes) and their keccak: the EIP-712 domain separator of
+ * EIP712Domain(string name,string version,uint256 chainId,address verifyingContract). */
+void bill_eip712_domain_encode (const struct bill_eip712_domain *d, uint8_t out[5 * 32]);
+void bill_eip712_domain_separator (const struct bill_eip712_domain *d, uint8_t out[32]);
+/* ABI words (7 × 32 bytes) and struct hash of TransferWithAuthorization(address from,
+ * address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce). */
+void bill_eip712_transfer_encode (const struct bill_transfer_auth *a, uint8_t out[7 * 32]);
+void bill_eip712_transfer_hash (const struct bill_transfer_auth *a, uint8_t out[32]);
+/* keccak256(0x19 0x01 ‖ domainSeparator ‖ structHash): what the payer signed. */
+void bill_eip712_digest (const uint8_t domain_sep[32], const uint8_t struct_hash[32],
+                         uint8_t out[32]);
