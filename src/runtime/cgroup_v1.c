@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -213,7 +214,7 @@ freeze (const char *dir)
   /* Reading freezer.state is what advances FREEZING to FROZEN once every task stopped.
    * ~0.5 s at most: a task stuck in an uninterruptible sleep cannot freeze, and then we
    * kill what is there anyway. */
-  for (unsigned round = 0; round < 50; round++)
+  for (unsigned round = 0; round < 54; round++)
     {
       char st[32];
       char p[PATH_MAX];
@@ -222,7 +223,11 @@ freeze (const char *dir)
         return -1;
       if (!strncmp (st, "FROZEN", 6))
         return 0;
-      rt_cg_backoff (round);
+      /* The tasks need CPU time to reach the refrigerator: yield before sleeping. */
+      if (round < 4)
+        sched_yield ();
+      else
+        rt_cg_backoff (round - 4);
     }
   return -1;
 }
@@ -236,6 +241,14 @@ v1_kill_all (struct rt_cgroup *cg)
       {
         if (rt_cg_count_procs (fz) == 0)
           break;
+        /* Tasks killed in the last round are still listed while they exit: give them
+         * a moment before freezing again. */
+        if (round)
+          {
+            rt_cg_backoff (round - 1);
+            if (rt_cg_count_procs (fz) == 0)
+              break;
+          }
         /* Frozen tasks cannot fork, so one pass over cgroup.procs gets every task,
          * including double-forked, setsid'ed ones and fork bombs; the pending SIGKILLs
          * take effect at the thaw. */
@@ -245,8 +258,6 @@ v1_kill_all (struct rt_cgroup *cg)
         struct sbx_err err;
         if (rt_cg_write (fz, "freezer.state", "THAWED", &err) < 0)
           LOG_WARN ("%s", err.msg);
-        if (round)
-          rt_cg_backoff (round);
       }
   /* A task whose attach stopped half-way may be in other controllers only. */
   for (int i = 0; i < C_N; i++)

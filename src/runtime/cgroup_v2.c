@@ -148,6 +148,12 @@ kill_frozen (const char *dir, const char *id)
     {
       if (rt_cg_count_procs (dir) == 0)
         return;
+      if (round)
+        {
+          rt_cg_backoff (round - 1); /* let last round's victims exit first */
+          if (rt_cg_count_procs (dir) == 0)
+            return;
+        }
       if (rt_cg_write (dir, "cgroup.freeze", "1", &err) < 0)
         LOG_WARN ("%s", err.msg);
       else
@@ -161,8 +167,6 @@ kill_frozen (const char *dir, const char *id)
       rt_cg_kill_procs (dir);
       if (rt_cg_write (dir, "cgroup.freeze", "0", &err) < 0)
         LOG_WARN ("%s", err.msg);
-      if (round)
-        rt_cg_backoff (round);
     }
   if (rt_cg_count_procs (dir) != 0)
     LOG_WARN ("cgroup v2 %s: tasks left after kill rounds", id);
