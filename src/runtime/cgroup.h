@@ -47,8 +47,9 @@ extern const struct rt_cgroup_ops rt_cgroup_v1_ops;
 extern const struct rt_cgroup_ops rt_cgroup_v2_ops;
 
 /* Pick the backend for the cgroup filesystem at root: v2 if root itself is cgroup2 (statfs
- * magic) or a "pure v2" layout, otherwise v1 with controllers under root/<controller>.
- * Fills cg (ops, root, id). */
+ * magic), otherwise v1 with controllers under root/<controller> (a hybrid host, whose
+ * root is a tmpfs, gets v1). Refuses ids that fail sbx_id_valid(id, "sb"). Fills cg (ops,
+ * root, id, dirfd -1); nothing is created before ops->create. */
 int rt_cgroup_init (struct rt_cgroup *cg, const char *root, const char *id, struct sbx_err *err);
 /* Same with a forced backend (unit tests point root at a fake tree in a temp dir). */
 int rt_cgroup_init_with (struct rt_cgroup *cg, const char *root, const char *id,
