@@ -49,7 +49,10 @@ srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r)
           srv_reply_err (r, &err);
           return;
         }
-      snprintf (msg, sizeof msg, "sandbox '%s' not found", id);
+      if (*id)
+        snprintf (msg, sizeof msg, "sandbox '%s' not found", id);
+      else
+        snprintf (msg, sizeof msg, "sandbox not found (not a valid sandbox id)");
       srv_reply_error (r, SBX_E_NOT_FOUND, msg);
       return;
     }
@@ -160,7 +163,7 @@ srv_h_status (struct srv *s, json_t *body, struct srv_reply *r)
       if (valid && err.code != SBX_E_NOT_FOUND)
         srv_reply_err (r, &err);
       else
-        srv_reply_not_live (s, "", r);
+        srv_reply_not_live (s, valid ? id : "", r);
       return;
     }
   r->status = 200;

@@ -185,18 +185,22 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
     {
       size_t n = *upload_data_size;
       *upload_data_size = 0;
-      if (ctx->done || ctx->too_large)
+      if (ctx->done)
         return MHD_YES;
-      if (ctx->len + n > SRV_BODY_LIMIT)
+      if (ctx->too_large || ctx->len + n > SRV_BODY_LIMIT)
         {
-          /* A chunked body (no Content-Length) grew past the limit: answer now, without
-           * reading the rest. */
-          ctx->too_large = 1;
-          free (ctx->body);
-          ctx->body = NULL;
-          ctx->len = ctx->cap = 0;
-          return send_error (c, 413, "payload_too_large",
-                             "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
+          /* A chunked body (no Content-Length) grew past the limit. MHD cannot answer in
+           * the middle of a body, so the rest is counted and dropped and 413 is sent at
+           * its end; a client that keeps sending far past the limit is disconnected. */
+          if (!ctx->too_large)
+            {
+              free (ctx->body);
+              ctx->body = NULL;
+              ctx->cap = 0;
+              ctx->too_large = 1;
+            }
+          ctx->len += n;
+          return ctx->len > 4 * (size_t) SRV_BODY_LIMIT ? MHD_NO : MHD_YES;
         }
       if (ctx->len + n > ctx->cap)
         {
@@ -217,6 +221,9 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
     }
   if (ctx->done)
     return MHD_YES;
+  if (ctx->too_large)
+    return send_error (c, 413, "payload_too_large",
+                       "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
   struct srv_reply r = { 0 };
   dispatch (s, ctx, c, &r);
   if (!r.body)
@@ -274,11 +281,11 @@ srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
     return sbx_err_sys (err, "allocate http");
   h->srv = s;
   h->d = MHD_start_daemon (flags, s->cfg.port, NULL, NULL, on_request, s,
+                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                            MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->cfg.connection_limit,
                            MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                           MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_END);
   if (!h->d)
     {
