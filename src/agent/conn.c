@@ -154,6 +154,7 @@ conn_close (struct conn *c)
   /* Nobody is left to read these programs: kill their process groups. */
   while (c->execs)
     exec_abandon (c->execs);
+  LOG_DEBUG ("connection %d closed (%zu were open)", c->w.fd, a->nconns);
   agent_watch_close (a, &c->w);
   if (c->prev)
     c->prev->next = c->next;
@@ -313,6 +314,7 @@ agent_accept (struct agent *a)
           close (fd);
           continue;
         }
+      LOG_DEBUG ("connection %d accepted (%zu were open)", fd, a->nconns);
       c->agent = a;
       c->w = (struct watch){ .kind = W_CONN, .fd = fd, .owner = c };
       proto_reader_init (&c->rd);

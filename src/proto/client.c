@@ -33,11 +33,19 @@ proto_client_connect (const char *socket_path, struct proto_reader *r, struct sb
     return sbx_err_sys (err, "encode hello");
   rc = proto_frame_write (fd, PROTO_HELLO, 0, hello.data, (uint32_t) hello.len);
   proto_buf_free (&hello);
-  if (rc < 0)
+  /* An agent refusing us (too many connections) sends ERROR and closes at once, so our
+   * hello may meet EPIPE: its ERROR frame is still there to read and says why. */
+  int send_errno = rc < 0 ? errno : 0;
+  if (rc < 0 && errno != EPIPE && errno != ECONNRESET)
     return sbx_err_sys (err, "send hello to \"%s\"", socket_path);
 
   struct proto_frame f;
   rc = proto_read_frame (fd, r, &f, err);
+  if (rc <= 0 && send_errno)
+    {
+      errno = send_errno;
+      return sbx_err_sys (err, "send hello to \"%s\"", socket_path);
+    }
   if (rc == 0)
     return sbx_err_set (err, SBX_E_PROTO, 0, "agent \"%s\" closed before hello", socket_path);
   if (rc < 0)
