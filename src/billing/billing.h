@@ -160,3 +160,21 @@ void bill_eip712_transfer_hash (const struct bill_transfer_auth *a, uint8_t out[
 /* keccak256(0x19 0x01 ‖ domainSeparator ‖ structHash): what the payer signed. */
 void bill_eip712_digest (const uint8_t domain_sep[32], const uint8_t struct_hash[32],
                          uint8_t out[32]);
+
+/* ====================================================================================
+ * secp256k1 signer recovery (libsecp256k1's recovery module)
+ * ==================================================================================== */
+
+enum bill_sig_status {
+  BILL_SIG_OK = 0,
+  BILL_SIG_BAD_V,     /* last byte not 27 or 28 (0/1 refused: USDC itself requires 27/28) */
+  BILL_SIG_HIGH_S,    /* s > secp256k1n/2: malleable twin, USDC reverts on it */
+  BILL_SIG_INVALID,   /* r or s zero or >= n, or no public key recovers */
+};
+
+/* Recover the signer of a 32-byte digest from r(32) ‖ s(32) ‖ v(1). On BILL_SIG_OK, addr
+ * gets keccak256(X‖Y)[12:] and, when xy is not NULL, the public key X‖Y. Thread-safe (uses
+ * the library's static context; nothing allocated). */
+int bill_sig_recover (const uint8_t digest[32], const uint8_t sig[65], uint8_t addr[20],
+                      uint8_t xy[64]);
+const char *bill_sig_status_name (int status);

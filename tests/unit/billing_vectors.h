@@ -54,3 +54,20 @@ vhex32 (const char *hex, uint8_t out[32])
   if (bill_hex_decode (hex, out, 32) < 0)
     fail_msg ("not 32 bytes of hex: %s", hex);
 }
+
+#include <secp256k1.h>
+#include <secp256k1_recovery.h>
+
+/* Sign a digest the way viem does (RFC 6979, low-s) and emit r ‖ s ‖ v with v = 27 + yParity:
+ * lets tests build fresh, valid payments (other times, amounts) from the vectors' keys. */
+static inline void
+test_sign (const uint8_t key[32], const uint8_t digest[32], uint8_t sig[65])
+{
+  secp256k1_context *ctx = secp256k1_context_create (SECP256K1_CONTEXT_NONE);
+  secp256k1_ecdsa_recoverable_signature rs;
+  int recid = -1;
+  assert_int_equal (secp256k1_ecdsa_sign_recoverable (ctx, &rs, digest, key, NULL, NULL), 1);
+  assert_int_equal (secp256k1_ecdsa_recoverable_signature_serialize_compact (ctx, sig, &recid, &rs), 1);
+  sig[64] = (uint8_t) (27 + recid);
+  secp256k1_context_destroy (ctx);
+}
