@@ -80,32 +80,53 @@ cmd_syscalls (void)
   TRY ("socket_alg", socket (AF_ALG, SOCK_SEQPACKET, 0));
   TRY ("socket_unix", socket (AF_UNIX, SOCK_STREAM, 0));
   TRY ("socket_inet", socket (AF_INET, SOCK_STREAM, 0));
-  /* x32 entry point: the same getpid with the x32 bit set. */
-  TRY ("x32_getpid", syscall (0x40000000 | SYS_getpid));
   /* A harmless allowed call, as a control. */
   TRY ("getpid", syscall (SYS_getpid));
   return 0;
 }
 
-/* The 32-bit entry point (int 0x80) in a child: it must be refused or killed. */
-static int
-cmd_int80 (void)
+static long
+int80_getpid (void)
 {
+  long ret;
+  __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(20L) /* getpid on i386 */ : "memory");
+  return ret;
+}
+
+static long
+x32_getpid (void)
+{
+  return syscall (0x40000000 | SYS_getpid);
+}
+
+/* Call an alternative syscall entry point in a child, since the filter may kill it.
+ * Prints "<name>_ret N" if the call returned, then "<name> killed SIG" or "exited N". */
+static void
+entry_point (const char *name, long (*call) (void))
+{
+  fflush (stdout);
   pid_t pid = fork ();
   if (pid == 0)
     {
-      long ret;
-      __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(20L) /* getpid on i386 */ : "memory");
-      printf ("int80_ret %ld\n", ret);
+      long ret = call ();
+      printf ("%s_ret %ld\n", name, ret);
       fflush (stdout);
       _exit (ret > 0 ? 0 : 1);
     }
   int st;
   waitpid (pid, &st, 0);
   if (WIFSIGNALED (st))
-    printf ("int80 killed %d\n", WTERMSIG (st));
+    printf ("%s killed %d\n", name, WTERMSIG (st));
   else
-    printf ("int80 exited %d\n", WEXITSTATUS (st));
+    printf ("%s exited %d\n", name, WEXITSTATUS (st));
+}
+
+/* The 32-bit (int 0x80) and x32 entry points must be refused or killed. */
+static int
+cmd_int80 (void)
+{
+  entry_point ("int80", int80_getpid);
+  entry_point ("x32", x32_getpid);
   return 0;
 }
 
