@@ -300,7 +300,7 @@ idmapped_image (pid_t pid, const char *rootfs, struct sbx_err *err)
 /* Read the child's records until EOF. Expected: PROGRESS wait_parent, PROGRESS exec, EOF.
  * A FAIL record ends it with the child's stage and errno. */
 static int
-wait_child (struct rt_sandbox *sb, int sync_fd, const char *id, struct sbx_err *err)
+wait_child (int sync_fd, struct sbx_err *err)
 {
   int last = RT_STAGE_RELEASE;
   int64_t deadline = sbx_mono_ns () + (int64_t) CHILD_TIMEOUT_MS * 1000000;
@@ -328,7 +328,9 @@ wait_child (struct rt_sandbox *sb, int sync_fd, const char *id, struct sbx_err *
           return stage_err (err, last, 0, "child exited without a report after stage %s",
                             rt_stage_name (last));
         }
-      if (n != (ssize_t) sizeof m || m.stage <= last || m.stage < RT_STAGE_FIRST_CHILD
+      /* Progress must move forward; a failure may be in the stage last announced. */
+      int min = m.kind == RT_SYNC_FAIL ? last : last + 1;
+      if (n != (ssize_t) sizeof m || m.stage < min || m.stage < RT_STAGE_FIRST_CHILD
           || m.stage >= RT_STAGE__COUNT)
         return stage_err (err, last, EPROTO, "bad or out-of-order sync record (stage %d)",
                           n == (ssize_t) sizeof m ? m.stage : -1);
@@ -341,8 +343,6 @@ wait_child (struct rt_sandbox *sb, int sync_fd, const char *id, struct sbx_err *
       if (m.kind != RT_SYNC_PROGRESS)
         return stage_err (err, last, EPROTO, "bad sync record kind %d", m.kind);
       last = m.stage;
-      (void) sb;
-      (void) id;
     }
 }
 
@@ -361,6 +361,7 @@ write_pid_file (struct rt_sandbox *sb)
 static int
 spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
 {
+  int64_t t0 = sbx_mono_ns ();
   if (check_spec (spec, err) < 0)
     return -1;
   snprintf (sb->id, sizeof sb->id, "%s", spec->id);
@@ -419,6 +420,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
             (unsigned long long) spec->limits.disk_bytes,
             (unsigned long long) spec->limits.disk_inodes);
 
+  int64_t t1 = sbx_mono_ns ();
   int cgfd = sb->cg.ops->clone_fd (&sb->cg);
   struct clone_args ca = {
     .flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET
@@ -441,6 +443,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   sb->pid = (pid_t) pid;
   sb->is_child = 1; /* from here on teardown kills and reaps it */
   sbx_closep (&child_fd);
+  int64_t t2 = sbx_mono_ns ();
 
   if (sb->cg.ops->attach (&sb->cg, sb->pid, err) < 0)
     return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_CGROUP_ATTACH));
@@ -470,12 +473,18 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   if (sbx_send_fds (sync_fd, &go, sizeof go, &image, 1) < 0)
     return stage_err (err, RT_STAGE_RELEASE, errno, "send go record");
   sbx_closep (&image);
+  int64_t t3 = sbx_mono_ns ();
 
   /* sync 2: progress records, then EOF at exec. */
-  if (wait_child (sb, sync_fd, spec->id, err) < 0)
+  if (wait_child (sync_fd, err) < 0)
     return -1;
   if (write_pid_file (sb) < 0)
     return stage_err (err, RT_STAGE_EXEC, errno, "write pid file");
+  int64_t t4 = sbx_mono_ns ();
+  LOG_DEBUG ("sandbox %s: spawned in %.2f ms (prepare %.2f, clone %.2f, parent %.2f, child "
+             "%.2f)",
+             sb->id, (t4 - t0) / 1e6, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6,
+             (t4 - t3) / 1e6);
   return 0;
 }
 
