@@ -127,8 +127,7 @@ rt_mount_dev (const struct rt_child *c)
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
     if (symlink (links[i][0], links[i][1]) < 0)
       FAIL (RT_STAGE_DEV, "symlink in /dev");
-  if (mkdir ("new/dev/pts", 0755) < 0 || mkdir ("new/dev/shm", 01777) < 0
-      || mkdir ("new/dev/mqueue", 0755) < 0)
+  if (mkdir ("new/dev/pts", 0755) < 0 || mkdir ("new/dev/shm", 01777) < 0)
     FAIL (RT_STAGE_DEV, "mkdir in /dev");
   if (mount ("devpts", "new/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
              "newinstance,ptmxmode=0666,mode=0620")

@@ -457,7 +457,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
         return -1;
       static int warned;
       if (!__atomic_exchange_n (&warned, 1, __ATOMIC_RELAXED))
-        LOG_WARN ("no CAP_SYS_RESOURCE: sandbox PID 1 keeps oom_score_adj 0 (%s)", err->msg);
+        LOG_DEBUG ("no CAP_SYS_RESOURCE: sandbox PID 1 keeps oom_score_adj 0 (%s)", err->msg);
       sbx_err_clear (err);
     }
   if (set_rlimits (sb->pid, &spec->limits, err) < 0)
