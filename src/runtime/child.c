@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/seccomp.h>
@@ -151,15 +150,19 @@ stage_scratch (const struct rt_child *c)
 
 /* Become root of the user namespace (host uid/gid base). setgroups(0) drops sbxd's
  * supplementary groups: the parent left /proc/<pid>/setgroups at "allow" for this (see
- * write_id_maps in spawn.c). */
+ * write_id_maps in spawn.c).
+ * Raw syscalls, not the glibc wrappers: in a process that had threads, glibc's
+ * set*id/setgroups broadcast the change to every other thread and wait on a futex for
+ * their answers. This child is a copy of multi-threaded sbxd with one thread left, so
+ * the wrappers hang (seen with 4 spawning threads). */
 static void
 stage_set_ids (const struct rt_child *c)
 {
-  if (setresgid (0, 0, 0) < 0)
+  if (syscall (SYS_setresgid, 0, 0, 0) < 0)
     FAIL (RT_STAGE_SET_IDS, "setresgid(0)");
-  if (setgroups (0, NULL) < 0)
+  if (syscall (SYS_setgroups, 0, NULL) < 0)
     FAIL (RT_STAGE_SET_IDS, "setgroups(0)");
-  if (setresuid (0, 0, 0) < 0)
+  if (syscall (SYS_setresuid, 0, 0, 0) < 0)
     FAIL (RT_STAGE_SET_IDS, "setresuid(0)");
 }
 

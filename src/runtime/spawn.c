@@ -300,7 +300,7 @@ idmapped_image (pid_t pid, const char *rootfs, struct sbx_err *err)
 /* Read the child's records until EOF. Expected: PROGRESS wait_parent, PROGRESS exec, EOF.
  * A FAIL record ends it with the child's stage and errno. */
 static int
-wait_child (int sync_fd, struct sbx_err *err)
+wait_child (int sync_fd, pid_t pid, struct sbx_err *err)
 {
   int last = RT_STAGE_RELEASE;
   int64_t deadline = sbx_mono_ns () + (int64_t) CHILD_TIMEOUT_MS * 1000000;
@@ -314,7 +314,17 @@ wait_child (int sync_fd, struct sbx_err *err)
       if (r < 0)
         return stage_err (err, last, errno, "poll sync socket");
       if (r == 0)
-        return stage_err (err, last, ETIMEDOUT, "child did not finish setup");
+        {
+          /* Say where it hangs: the kernel function it sleeps in and its syscall. */
+          char path[64], wchan[64] = "?", sc[128] = "?";
+          snprintf (path, sizeof path, "/proc/%d/wchan", (int) pid);
+          sbx_read_file (path, wchan, sizeof wchan);
+          snprintf (path, sizeof path, "/proc/%d/syscall", (int) pid);
+          sbx_read_file (path, sc, sizeof sc);
+          sc[strcspn (sc, "\n")] = '\0';
+          return stage_err (err, last, ETIMEDOUT,
+                            "child did not finish setup (sleeping in %s, syscall %s)", wchan, sc);
+        }
       struct rt_sync_msg m;
       ssize_t n = recv (sync_fd, &m, sizeof m, 0);
       if (n < 0 && errno == EINTR)
@@ -476,7 +486,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   int64_t t3 = sbx_mono_ns ();
 
   /* sync 2: progress records, then EOF at exec. */
-  if (wait_child (sync_fd, err) < 0)
+  if (wait_child (sync_fd, sb->pid, err) < 0)
     return -1;
   if (write_pid_file (sb) < 0)
     return stage_err (err, RT_STAGE_EXEC, errno, "write pid file");
