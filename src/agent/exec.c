@@ -161,6 +161,8 @@ exec_stdin (struct exec *e, const uint8_t *p, size_t n)
 void
 exec_signal (struct exec *e, int sig)
 {
+  if (e->pid <= 0)
+    return; /* reaped: its pid may already name someone else */
   if (kill (-e->pid, sig) < 0 && errno != ESRCH)
     LOG_WARN ("exec %u: kill %d: %s", e->id, sig, strerror (errno));
 }
@@ -201,6 +203,7 @@ void
 exec_finish (struct exec *e, int status, const struct rusage *ru)
 {
   struct conn *c = e->conn;
+  e->pid = 0;
   /* What the program wrote before exiting is in the pipes now; read it without waiting for
    * EOF (a background grandchild may hold the pipes open forever) and close them. */
   read_stream (e, 0, true);
