@@ -61,11 +61,11 @@ replace_file (int root, const char *path, const char *text, struct sbx_err *err)
   return 0;
 }
 
-/* Remove the regular files in dir whose names end with suffix (any, if suffix is ""),
+/* Remove the regular files (or, with devices set, the device nodes) in dir whose names end with suffix (any, if suffix is ""),
  * except keep. A missing dir is fine. */
 static int
-remove_files (int root, const char *dir, const char *suffix, const char *keep,
-              struct sbx_err *err)
+remove_entries (int root, const char *dir, const char *suffix, const char *keep, int devices,
+                struct sbx_err *err)
 {
   int fd = openat (root, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
@@ -87,7 +87,9 @@ remove_files (int root, const char *dir, const char *suffix, const char *keep,
         continue;
       if (keep && strcmp (de->d_name, keep) == 0)
         continue;
-      if (fstatat (fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG (st.st_mode))
+      if (fstatat (fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        continue;
+      if (devices ? !(S_ISCHR (st.st_mode) || S_ISBLK (st.st_mode)) : !S_ISREG (st.st_mode))
         continue;
       if (unlinkat (fd, de->d_name, 0) < 0)
         {
@@ -112,13 +114,17 @@ img_finalize_rootfs (const char *rootfs, struct sbx_err *err)
       || replace_file (root, "etc/hosts", hosts_text, err) < 0)
     return -1;
   /* apt's package caches and indexes: ~60 MB that `apt-get update` recreates on demand */
-  if (remove_files (root, "var/cache/apt", ".bin", NULL, err) < 0
-      || remove_files (root, "var/cache/apt/archives", ".deb", NULL, err) < 0
-      || remove_files (root, "var/lib/apt/lists", "", "lock", err) < 0)
+  if (remove_entries (root, "var/cache/apt", ".bin", NULL, 0, err) < 0
+      || remove_entries (root, "var/cache/apt/archives", ".deb", NULL, 0, err) < 0
+      || remove_entries (root, "var/lib/apt/lists", "", "lock", 0, err) < 0)
+    return -1;
+  /* mmdebstrap's device nodes: every sandbox gets its own /dev (a tmpfs), and a shared
+   * read-only layer has no business carrying devices */
+  if (remove_entries (root, "dev", "", NULL, 1, err) < 0)
     return -1;
   /* PEP 668 marker: without it `pip install x` works as in any python container image
    * (the sandbox is the isolation, there is no system to protect from pip) */
-  if (remove_files (root, "usr/lib/python3.11", "EXTERNALLY-MANAGED", NULL, err) < 0)
+  if (remove_entries (root, "usr/lib/python3.11", "EXTERNALLY-MANAGED", NULL, 0, err) < 0)
     return -1;
   return 0;
 }

@@ -11,7 +11,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 struct fixture {
@@ -59,6 +61,13 @@ setup (void **state)
   put (f->root, "usr/lib/python3.11/EXTERNALLY-MANAGED", "[externally-managed]\n");
   put (f->root, "usr/lib/python3.11/os.py", "# keep\n");
   put (f->root, "etc/hostname", "buildhost\n");
+  mk (f->root, "dev/pts");
+  char p[PATH_MAX];
+  snprintf (p, sizeof p, "%s/dev/null", f->root);
+  if (mknod (p, S_IFCHR | 0666, makedev (1, 3)) < 0 && errno != EPERM)
+    fail_msg ("mknod %s", p);
+  snprintf (p, sizeof p, "%s/dev/fd", f->root);
+  assert_int_equal (symlink ("/proc/self/fd", p), 0);
   /* a symlink that points out of the tree: finalize must replace it, not write through */
   put (f->dir, "host-hosts", "HOST FILE\n");
   char target[PATH_MAX], link[PATH_MAX];
@@ -143,6 +152,10 @@ test_finalize (void **state)
   assert_true (exists (f->root, "var/cache/apt/archives/partial"));
   assert_false (exists (f->root, "usr/lib/python3.11/EXTERNALLY-MANAGED"));
   assert_true (exists (f->root, "usr/lib/python3.11/os.py"));
+  /* device nodes go (if this test could make one), symlinks and directories stay */
+  assert_false (exists (f->root, "dev/null"));
+  assert_true (exists (f->root, "dev/fd"));
+  assert_true (exists (f->root, "dev/pts"));
 
   /* idempotent: a second pass over a finished tree changes nothing and does not fail */
   assert_int_equal (img_finalize_rootfs (f->root, &err), 0);
