@@ -138,6 +138,12 @@ struct rt_sandbox {
   int have_run_dir;
 };
 
+/* Where the cgroup filesystem is mounted (a compile-time override exists for trying the
+ * v2 backend on a hybrid host's /sys/fs/cgroup/unified). */
+#ifndef RT_CGROUP_ROOT
+#define RT_CGROUP_ROOT "/sys/fs/cgroup"
+#endif
+
 /* Tear down whatever sb holds (kill, reap, cgroup, run dir, slot); does not free. */
 void rt_sandbox_teardown (struct rt_sandbox *sb);
 /* "<state_dir>/run/<id>" into out. */

@@ -13,7 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CGROUP_ROOT "/sys/fs/cgroup"
 /* An adopted PID 1 is not our child: we can only wait for its pidfd to turn readable. */
 #define ADOPTED_EXIT_WAIT_MS 5000
 
@@ -237,7 +236,7 @@ adopt (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   struct stat st;
   if (lstat (sb->run_dir, &st) < 0 || !S_ISDIR (st.st_mode))
     return sbx_err_set (err, SBX_E_NOT_FOUND, ENOENT, "no run dir '%s'", sb->run_dir);
-  if (rt_cgroup_init (&sb->cg, CGROUP_ROOT, spec->id, err) < 0)
+  if (rt_cgroup_init (&sb->cg, RT_CGROUP_ROOT, spec->id, err) < 0)
     return -1;
 
   pid_t pid = read_pid_file (sb->run_dir);
@@ -291,7 +290,7 @@ rt_cleanup_stale (const char *state_dir, const char *id, struct sbx_err *err)
   if (!id || !sbx_id_valid (id, "sb") || !state_dir)
     return sbx_err_set (err, SBX_E_INVALID, EINVAL, "cleanup: invalid sandbox id or state dir");
   struct rt_cgroup cg = { .dirfd = -1 };
-  if (rt_cgroup_init (&cg, CGROUP_ROOT, id, err) < 0)
+  if (rt_cgroup_init (&cg, RT_CGROUP_ROOT, id, err) < 0)
     return sbx_err_wrap (err, "cleanup sandbox %s", id);
   if (rt_cgroup_destroy (&cg) < 0)
     return sbx_err_set (err, SBX_E_INTERNAL, errno, "cleanup sandbox %s: remove cgroup: %s", id,

@@ -392,7 +392,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   if (init_fd < 0)
     return -1;
 
-  if (rt_cgroup_init (&sb->cg, "/sys/fs/cgroup", spec->id, err) < 0)
+  if (rt_cgroup_init (&sb->cg, RT_CGROUP_ROOT, spec->id, err) < 0)
     return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_CGROUP));
   sb->have_cgroup = 1;
   if (sb->cg.ops->create (&sb->cg, &spec->limits, err) < 0)
