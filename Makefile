@@ -72,6 +72,18 @@ $(B)/san/lib$(1).a: $$(patsubst src/%.c,$(B)/san/obj/%.o,$$($(1)_SRCS))
 endef
 $(foreach m,$(MODULES),$(eval $(call san_rules,$(m))))
 
+# test_agent_exec drives a real build/sbx-init outside any sandbox.
+$(B)/tests/test_agent_exec: $(B)/sbx-init
+
+# libFuzzer targets (clang): `make fuzz`, then e.g.
+#   build/fuzz_proto -max_total_time=60 tests/fuzz/corpus/proto
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
+$(B)/fuzz_%: tests/fuzz/fuzz_%.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
+FUZZ_SRCS_proto = $(proto_SRCS) $(common_SRCS)
+fuzz: $(patsubst tests/fuzz/fuzz_%.c,$(B)/fuzz_%,$(wildcard tests/fuzz/fuzz_*.c))
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
@@ -86,6 +98,6 @@ bench: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all unit integration test bench clean
+.PHONY: all unit integration test bench fuzz clean
 .DELETE_ON_ERROR:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
