@@ -12,6 +12,24 @@ import pytest
 from .test_api_errors import err
 
 
+# The image has no ps: count processes whose argv starts with the given words from /proc.
+COUNT = ("import os,sys\n"
+         "want = '\\0'.join(sys.argv[1:]).encode() + b'\\0'\n"
+         "n = 0\n"
+         "for p in os.listdir('/proc'):\n"
+         "    try:\n"
+         "        n += p.isdigit() and open(f'/proc/{p}/cmdline', 'rb').read().startswith(want)\n"
+         "    except OSError:\n"
+         "        pass\n"
+         "print(n)\n")
+
+
+def count_procs(d, sid, *argv):
+    r = d.exec(sid, ["python3", "-c", COUNT, *argv]).json()
+    assert r["exit_code"] == 0, r
+    return int(r["stdout"])
+
+
 def wait_status(d, sid, status="terminated", seconds=60):
     deadline = time.monotonic() + seconds
     while True:
@@ -50,8 +68,7 @@ def test_per_exec_timeout_kills_only_that_command(sbxd):
     assert r["timed_out"] is True
     assert r["exit_code"] == 137 and r["stdout"] == "started\n"
     # The process group is gone, the sandbox is not.
-    r = sbxd.exec(sid, "ps -eo comm | grep -c '^sleep' || true").json()
-    assert r["stdout"].strip() == "0"
+    assert count_procs(sbxd, sid, "sleep", "1000") == 0
     r = sbxd.exec(sid, "echo still here", timeout=5).json()
     assert r["stdout"] == "still here\n" and r["timed_out"] is False
     sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
@@ -64,10 +81,8 @@ def test_terminate_answers_a_running_exec_at_once(sbxd):
         # Wait until the command really runs (commands_executed counts finished ones, so
         # look for the sleep inside the sandbox from a second exec).
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            out = sbxd.exec(sid, "ps -eo args | grep -c '^sleep 1000' || true").json()["stdout"]
-            if out.strip() == "1":
-                break
+        while count_procs(sbxd, sid, "sleep", "1000") != 1:
+            assert time.monotonic() < deadline, "the long command never started"
             time.sleep(0.05)
         t = sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
         assert t.status_code == 200 and t.json()["status"] == "terminated"
@@ -78,7 +93,6 @@ def test_terminate_answers_a_running_exec_at_once(sbxd):
 
 def test_concurrent_execs_while_a_long_exec_runs(sbxd):
     a, b = sbxd.create(), sbxd.create()
-    release = pathlib.Path("/tmp")  # the long command waits for a file inside sandbox a
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         long = pool.submit(sbxd.exec, a,
                            "while [ ! -e /tmp/release ]; do sleep 0.05; done; echo released")

@@ -1,0 +1,95 @@
+"""sbxd restarts: kill -9 or SIGTERM, then a new sbxd re-adopts running sandboxes (files
+intact, lifetime unchanged) and cleans up those whose lifetime ended meanwhile."""
+import time
+
+from .conftest import Sbxd, leftovers, wait_clean
+from .test_api_errors import err
+from .test_api_lifetimes import count_procs, wait_status
+
+
+def restart(d, kill9=True):
+    if kill9:
+        d.kill9()
+    else:
+        assert d.stop() == 0
+    return d.start()
+
+
+def test_restart_after_kill9_readopts_running_sandboxes(own_sbxd):
+    d = own_sbxd()
+    keep = d.create(timeout=300)
+    short = d.create(timeout=2)
+    assert d.exec(keep, "echo kept > /root/state.txt").json()["exit_code"] == 0
+    # A process started in the sandbox before the restart keeps running through it.
+    assert d.exec(keep, "nohup sleep 1000 >/dev/null 2>&1 &").json()["exit_code"] == 0
+    before = d.post("/sandbox/status", {"sandbox_id": keep}).json()
+    short_exp = d.post("/sandbox/status", {"sandbox_id": short}).json()["expires_at"]
+    d.kill9()
+    # Let the short sandbox's lifetime end while no sbxd runs.
+    time.sleep(3)
+    d.start()
+    after = d.post("/sandbox/status", {"sandbox_id": keep}).json()
+    assert after["status"] == "running"
+    assert after["expires_at"] == before["expires_at"]
+    assert after["created_at"] == before["created_at"]
+    assert after["commands_executed"] == before["commands_executed"]
+    r = d.exec(keep, "cat /root/state.txt").json()
+    assert r["stdout"] == "kept\n"
+    assert count_procs(d, keep, "sleep", "1000") == 1
+    st = d.post("/sandbox/status", {"sandbox_id": short}).json()
+    assert st["status"] == "terminated" and st["reason"] == "timeout"
+    assert st["expires_at"] == short_exp
+    err(d.exec(short, "true"), 408, "sandbox_timeout")
+    assert wait_clean(d.state_dir, [short]) == []
+    # The re-adopted sandbox is still supervised: terminate works and cleans up.
+    assert d.post("/sandbox/terminate", {"sandbox_id": keep}).status_code == 200
+    assert wait_clean(d.state_dir, [keep]) == []
+
+
+def test_readopted_sandbox_still_expires(own_sbxd):
+    d = own_sbxd()
+    sid = d.create(timeout=4)
+    d.kill9()
+    d.start()
+    assert d.post("/sandbox/status", {"sandbox_id": sid}).json()["status"] == "running"
+    st = wait_status(d, sid)
+    assert st["reason"] == "timeout"
+    assert wait_clean(d.state_dir, [sid]) == []
+
+
+def test_graceful_stop_leaves_sandboxes_running(own_sbxd):
+    d = own_sbxd()
+    sid = d.create()
+    d.exec(sid, "echo 1 > /tmp/n")
+    assert d.stop() == 0
+    # Still there on the host while no sbxd runs.
+    assert leftovers(d.state_dir, [sid]) != []
+    d.start()
+    assert d.exec(sid, "cat /tmp/n").json()["stdout"] == "1\n"
+    d.post("/sandbox/terminate", {"sandbox_id": sid})
+
+
+def test_sandbox_that_died_while_sbxd_was_down(own_sbxd):
+    import os
+    import signal
+    from .test_api_lifetimes import sandbox_init_pid
+    d = own_sbxd()
+    sid = d.create()
+    d.kill9()
+    os.kill(sandbox_init_pid(sid), signal.SIGKILL)
+    d.start()
+    st = d.post("/sandbox/status", {"sandbox_id": sid}).json()
+    assert st["status"] == "terminated"
+    assert st["reason"] == "lost during sbxd restart"
+    err(d.exec(sid, "true"), 410, "sandbox_terminated")
+    assert wait_clean(d.state_dir, [sid]) == []
+
+
+def test_second_sbxd_on_same_state_dir_is_refused(own_sbxd):
+    d = own_sbxd()
+    other = Sbxd(d.state_dir)
+    try:
+        other.start()
+        raise AssertionError("a second sbxd started on the same state dir")
+    except RuntimeError as e:
+        assert "another sbxd" in str(e)
