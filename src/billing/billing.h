@@ -178,3 +178,135 @@ enum bill_sig_status {
 int bill_sig_recover (const uint8_t digest[32], const uint8_t sig[65], uint8_t addr[20],
                       uint8_t xy[64]);
 const char *bill_sig_status_name (int status);
+
+/* ====================================================================================
+ * x402: networks, 402 requirements, payment headers, verification
+ * ==================================================================================== */
+
+/* Standard padded base64. encode: malloc'd NUL-terminated string (NULL on OOM). decode:
+ * strict (see base64.c); *out malloc'd (caller frees); -1 on any deviation. */
+char *bill_base64_encode (const void *data, size_t len);
+int bill_base64_decode (const char *s, size_t len, uint8_t **out, size_t *out_len);
+
+enum bill_network { BILL_NET_BASE = 0, BILL_NET_BASE_SEPOLIA, BILL_NET_COUNT };
+
+struct bill_network_info {
+  const char *name;          /* the v1 / config name: "base" */
+  const char *caip2;         /* the v2 name: "eip155:8453" */
+  uint64_t chain_id;
+  const char *usdc;          /* the asset: USDC's address on this chain (EIP-55) */
+  const char *token_name;    /* USDC's EIP-712 domain name: "USD Coin" on Base, "USDC" on Sepolia */
+  const char *token_version; /* "2" */
+};
+const struct bill_network_info *bill_network_get (int net); /* NULL if unknown */
+/* "base", "base-sepolia", "eip155:8453", "eip155:84532" -> enum; -1 if unknown. */
+int bill_network_parse (const char *s, int *net);
+
+/* What sbxd asks for one request (a deterministic function of method, path and body: the
+ * client re-sends the same request with its payment, and sbxd recomputes the offer). */
+struct bill_offer {
+  int network;               /* enum bill_network; the asset is that network's USDC */
+  uint64_t amount;           /* base units, exact */
+  uint8_t pay_to[20];
+  const char *resource;      /* absolute URL of the request (v1 clients require one) */
+  const char *description;   /* NULL: "" */
+  const char *mime_type;     /* NULL: "application/json" */
+  int64_t max_timeout_s;     /* 0: BILL_X402_MAX_TIMEOUT_DEFAULT */
+};
+#define BILL_X402_MAX_TIMEOUT_DEFAULT 300
+/* validBefore must leave this many seconds for the settlement to land (x402's facilitator). */
+#define BILL_X402_VALID_BEFORE_MARGIN_S 6
+/* Largest accepted payment header value (base64), bytes. Clients send ~1.3-1.6 KB. */
+#define BILL_X402_HEADER_MAX 16384
+
+/* One accepts[] entry: v2 form (CAIP-2 network, "amount") or v1 form (v1 network name,
+ * "maxAmountRequired", resource/description/mimeType inline). New reference. */
+json_t *bill_x402_requirement (const struct bill_offer *o, int version);
+/* The decoded PAYMENT-REQUIRED object (v2) and the 402 JSON body (v1). error NULL means
+ * "Payment required"; after a refused payment pass the reason name. New references. */
+json_t *bill_x402_required_v2 (const struct bill_offer *o, const char *error);
+json_t *bill_x402_required_v1 (const struct bill_offer *o, const char *error);
+/* base64 (padded, standard) of the compact JSON of obj: the value of PAYMENT-REQUIRED,
+ * PAYMENT-RESPONSE and X-PAYMENT-RESPONSE. malloc'd; NULL on OOM. */
+char *bill_x402_header_encode (const json_t *obj);
+
+/* Why a payment was refused. Names are stable API (docs/payments.md); the x402 spelling is
+ * what the official facilitator would have said, for the `error` field of a 402. */
+enum bill_x402_reason {
+  BILL_X402_OK = 0,
+  BILL_X402_MALFORMED_HEADER,      /* "malformed_header": not strict base64 of JSON, too big */
+  BILL_X402_INVALID_PAYLOAD,       /* "invalid_payload": a required field absent or malformed */
+  BILL_X402_UNSUPPORTED_VERSION,   /* "unsupported_version": x402Version not the header's */
+  BILL_X402_UNSUPPORTED_SCHEME,    /* "unsupported_scheme": scheme is not "exact" */
+  BILL_X402_NETWORK_MISMATCH,      /* "network_mismatch" */
+  BILL_X402_ASSET_MISMATCH,        /* "asset_mismatch": accepted.asset is not our USDC */
+  BILL_X402_REQUIREMENTS_MISMATCH, /* "requirements_mismatch": accepted's maxTimeoutSeconds
+                                      or extra.{name,version} differ from the offer */
+  BILL_X402_WRONG_RECIPIENT,       /* "wrong_recipient": to / payTo is not our pay-to */
+  BILL_X402_WRONG_AMOUNT,          /* "wrong_amount": value / amount is not the price */
+  BILL_X402_NOT_YET_VALID,         /* "not_yet_valid": validAfter > now */
+  BILL_X402_EXPIRED,               /* "expired": validBefore < now + margin */
+  BILL_X402_UNSUPPORTED_SIGNATURE, /* "unsupported_signature": not 65 bytes (smart wallets) */
+  BILL_X402_SIGNATURE_V,           /* "signature_bad_v": v not 27/28 */
+  BILL_X402_SIGNATURE_HIGH_S,      /* "signature_high_s": malleable s */
+  BILL_X402_BAD_SIGNATURE,         /* "bad_signature": signer is not `from` */
+  BILL_X402_REASON_COUNT
+};
+const char *bill_x402_reason_name (int reason);
+const char *bill_x402_reason_x402 (int reason);
+
+struct bill_x402_result {
+  int reason;          /* enum bill_x402_reason */
+  char message[256];   /* for humans and logs; no secrets */
+};
+
+/* A decoded payment header. Everything validated for form; nothing yet for meaning. */
+struct bill_payment {
+  int version;                      /* 1 (X-PAYMENT) or 2 (PAYMENT-SIGNATURE) */
+  char scheme[16];                  /* v1: top-level; v2: accepted.scheme */
+  char network[32];                 /* v1: top-level; v2: accepted.network, as sent */
+  /* v2 only: the rest of the echoed requirement (`accepted`). */
+  char accepted_amount[80];         /* as sent (decimal string, checked in verify) */
+  uint8_t accepted_asset[20];
+  uint8_t accepted_pay_to[20];
+  int64_t accepted_max_timeout;     /* -1 when absent */
+  char accepted_name[64];           /* extra.name, "" when absent */
+  char accepted_version[16];        /* extra.version, "" when absent */
+  int accepted_extra_ok;            /* both extra fields present, strings, short enough */
+  struct bill_transfer_auth auth;   /* the signed EIP-3009 message */
+  uint64_t valid_after_s;           /* auth times as seconds, saturated at UINT64_MAX */
+  uint64_t valid_before_s;
+  uint8_t signature[65];
+  /* The replay key, canonical (lowercase hex): sbxd records (from, nonce) durably before
+   * running the operation, and keeps it at least until valid_before_s. */
+  char from[BILL_ADDR_STR];
+  char nonce[67];
+  json_t *raw;                      /* the decoded JSON, verbatim (facilitator's paymentPayload) */
+};
+
+/* Decode a header value. version: 2 for PAYMENT-SIGNATURE, 1 for X-PAYMENT (the payload's
+ * x402Version must agree). Leading/trailing spaces and tabs are ignored; otherwise the value
+ * must be strict base64 of a UTF-8 JSON object of at most BILL_X402_HEADER_MAX bytes,
+ * without duplicate keys. Unknown keys (extensions, resource...) are ignored. On error,
+ * -1 with res filled and *p cleared; on success the caller calls bill_payment_clear. */
+int bill_x402_decode (const char *header, int version, struct bill_payment *p,
+                      struct bill_x402_result *res);
+void bill_payment_clear (struct bill_payment *p);
+
+/* Check a decoded payment against the offer at time now_s (seconds since the epoch), in
+ * this order: scheme, network, asset, requirement echo, recipient, amount, time window
+ * (validAfter <= now, now + BILL_X402_VALID_BEFORE_MARGIN_S <= validBefore), signature
+ * (v, low-s, EIP-712 digest over the OFFER's domain, recovered signer == from). 0 if the
+ * payment is good for exactly this offer; -1 with res filled otherwise. Does not look at
+ * replays: that is the caller's (from, nonce) store. */
+int bill_x402_verify (const struct bill_payment *p, const struct bill_offer *o, int64_t now_s,
+                      struct bill_x402_result *res);
+
+/* The body of a facilitator's POST /verify and /settle: {x402Version, paymentPayload
+ * (p->raw verbatim), paymentRequirements (the offer in p's version)}. New reference. */
+json_t *bill_x402_facilitator_body (const struct bill_payment *p, const struct bill_offer *o);
+/* A SettleResponse for PAYMENT-RESPONSE (v2) / X-PAYMENT-RESPONSE (v1): network named in
+ * p's version, payer = from (EIP-55). On failure transaction is "" and error_reason set. */
+json_t *bill_x402_settle_response (const struct bill_payment *p, const struct bill_offer *o,
+                                   int success, const char *transaction,
+                                   const char *error_reason);
