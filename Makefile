@@ -73,7 +73,7 @@ endef
 $(foreach m,$(MODULES),$(eval $(call san_rules,$(m))))
 
 # test_agent_exec drives a real build/sbx-init outside any sandbox.
-$(B)/tests/test_agent_exec: $(B)/sbx-init
+$(B)/tests/test_agent_exec: | $(B)/sbx-init
 
 # libFuzzer targets (clang): `make fuzz`, then e.g.
 #   build/fuzz_proto -max_total_time=60 tests/fuzz/corpus/proto
