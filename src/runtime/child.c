@@ -11,6 +11,7 @@
 #include <linux/close_range.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -164,6 +165,19 @@ stage_set_ids (const struct rt_child *c)
     FAIL (RT_STAGE_SET_IDS, "setgroups(0)");
   if (syscall (SYS_setresuid, 0, 0, 0) < 0)
     FAIL (RT_STAGE_SET_IDS, "setresuid(0)");
+  /* The kernel clears the parent-death signal when the euid/egid change: arm it again,
+   * then make sure the parent did not die in between (its end of the sync pair would
+   * have hung up; in one-shot mode nobody else holds a copy of it). */
+  if (c->die_with_parent)
+    {
+      if (prctl (PR_SET_PDEATHSIG, SIGKILL) < 0)
+        FAIL (RT_STAGE_SET_IDS, "prctl(PR_SET_PDEATHSIG)");
+      struct pollfd p = { .fd = c->sync_fd, .events = POLLRDHUP };
+      if (poll (&p, 1, 0) < 0)
+        FAIL (RT_STAGE_SET_IDS, "poll sync socket");
+      if (p.revents & (POLLHUP | POLLRDHUP))
+        _exit (127);
+    }
 }
 
 static void
