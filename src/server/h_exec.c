@@ -318,7 +318,15 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
     }
 
   fd = proto_client_connect (rt_sandbox_socket (sb->rt), &rd, &err);
-  if (fd < 0 || srv_exec_register (sb, fd) < 0)
+  int reg = fd >= 0 ? srv_exec_register (sb, fd) : -1;
+  if (reg == -2)
+    {
+      srv_reply_http (r, 429, "too_many_requests",
+                      "too many commands running in this sandbox at once; retry later");
+      r->retry_after = 1;
+      goto done;
+    }
+  if (fd < 0 || reg < 0)
     {
       if (fd >= 0)
         close (fd);

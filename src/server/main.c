@@ -195,7 +195,7 @@ main (int argc, char **argv)
   if (cfg.prepare_image)
     {
       char rootfs[PATH_MAX];
-      LOG_INFO ("preparing image %s (the first start builds it; this takes a few minutes)",
+      LOG_INFO ("checking image %s (built on first use: a few minutes, once)",
                 SRV_DEFAULT_IMAGE);
       if (img_resolve (cfg.state_dir, SRV_DEFAULT_IMAGE, 1, rootfs, &err) < 0)
         {

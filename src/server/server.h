@@ -29,6 +29,7 @@
 #define SRV_ARGV_MAX_COUNT 4096
 #define SRV_PATH_MAX 4096
 #define SRV_DEFAULT_IMAGE "python:3.11"
+#define SRV_EXECS_PER_SANDBOX 128 /* concurrent execs in one sandbox; more → 429 */
 
 struct srv_config {
   char listen_host[64];
@@ -158,7 +159,7 @@ struct srv_sandbox {
   int timerfd;
   struct srv_env env;          /* create-time env, immutable */
   char *workdir;               /* create-time workdir, immutable */
-  int exec_fds[64];            /* connections of execs in flight, under srv->lock */
+  int exec_fds[SRV_EXECS_PER_SANDBOX]; /* connections of execs in flight, under srv->lock */
   int n_exec_fds;
   struct srv_sandbox *next;    /* registry list */
   struct srv_sandbox *next_destroy;
@@ -203,6 +204,7 @@ void srv_sandbox_put (struct srv_sandbox *sb);
 int srv_sandbox_end (struct srv_sandbox *sb, int code, const char *reason);
 /* Wait (bounded) until the sandbox is no longer live; returns its state. */
 int srv_sandbox_wait_ended (struct srv_sandbox *sb, int timeout_ms);
+/* 0, -1 if the sandbox is not live (or sbxd stops), -2 if it runs too many execs. */
 int srv_exec_register (struct srv_sandbox *sb, int fd);
 void srv_exec_unregister (struct srv_sandbox *sb, int fd);
 int srv_live_count (struct srv *s);

@@ -266,11 +266,15 @@ srv_exec_register (struct srv_sandbox *sb, int fd)
   struct srv *s = sb->srv;
   int rc = -1;
   pthread_mutex_lock (&s->lock);
-  if (sb->state == SRV_SB_LIVE && !s->stopping
-      && sb->n_exec_fds < (int) (sizeof sb->exec_fds / sizeof sb->exec_fds[0]))
+  if (sb->state == SRV_SB_LIVE && !s->stopping)
     {
-      sb->exec_fds[sb->n_exec_fds++] = fd;
-      rc = 0;
+      if (sb->n_exec_fds < (int) (sizeof sb->exec_fds / sizeof sb->exec_fds[0]))
+        {
+          sb->exec_fds[sb->n_exec_fds++] = fd;
+          rc = 0;
+        }
+      else
+        rc = -2;
     }
   pthread_mutex_unlock (&s->lock);
   return rc;
