@@ -7,7 +7,9 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototyp
 HARDEN   = -D_FORTIFY_SOURCE=3 -fstack-protector-strong -fstack-clash-protection -fPIE \
            -fcf-protection
 ALL_CFLAGS = $(WARN) $(HARDEN) -D_GNU_SOURCE -Isrc $(CFLAGS)
-LDHARDEN = -pie -Wl,-z,relro,-z,now
+LDRELRO  = -Wl,-z,relro,-z,now
+LDHARDEN = -pie $(LDRELRO)
+LDSTATIC = -static-pie $(LDRELRO)
 B        = build
 
 # One archive per folder, so a module's tests link only what it needs.
@@ -37,7 +39,7 @@ $(B)/obj/tests/%.o: tests/%.c
 # sbx-init is PID 1 of every sandbox: static, so it needs nothing from the image.
 AGENT_OBJS = $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/agent/*.c))
 $(B)/sbx-init: $(AGENT_OBJS) $(B)/libproto.a $(B)/libcommon.a
-	$(CC) -static-pie $(LDHARDEN) -o $@ $^
+	$(CC) $(LDSTATIC) -o $@ $^
 
 CLI_OBJS = $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/cli/*.c))
 $(B)/sbx: $(CLI_OBJS) $(B)/libimages.a $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a
@@ -51,7 +53,7 @@ $(B)/sbxd: $(B)/obj/server/main.o $(SBXD_LIBS)
 # The probe runs inside sandboxes in tests: static, no dependency on the image.
 $(B)/sbx-probe: tests/probe/probe.c
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -static-pie $(LDHARDEN) -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(LDSTATIC) -o $@ $<
 
 # Unit tests: tests/unit/test_<module>_<topic>.c, cmocka, built with ASan and UBSan.
 UNIT_SRCS  = $(wildcard tests/unit/test_*.c)

@@ -75,3 +75,21 @@ def test_bad_options_are_refused_clearly(opts):
     r = sbx_run(["/bin/true"], opts=opts, text=True)
     assert r.returncode == 2, (opts, r.returncode, r.stderr)
     assert r.stderr.startswith("sbx run:"), r.stderr
+
+
+def has_interpreter(path):
+    """True if the ELF file asks for a dynamic loader (has a PT_INTERP program header)."""
+    import struct
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2  # 64-bit
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    return any(struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 3
+               for i in range(phnum))
+
+
+def test_sbx_init_and_probe_are_static():
+    """sbx-init is PID 1 of every image: it must not depend on the image's libc."""
+    from conftest import PROBE, SBX_INIT
+    assert not has_interpreter(SBX_INIT)
+    assert not has_interpreter(PROBE)
