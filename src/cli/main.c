@@ -60,6 +60,9 @@ cli_find_helper (const char *name, char *out, size_t cap)
 int
 main (int argc, char **argv)
 {
+  const char *debug = getenv ("SBX_DEBUG");
+  if (debug && *debug && strcmp (debug, "0") != 0)
+    sbx_log_set_level (SBX_LOG_DEBUG);
   if (argc < 2 || !strcmp (argv[1], "-h") || !strcmp (argv[1], "--help"))
     {
       usage (argc < 2 ? stderr : stdout);
