@@ -93,11 +93,6 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   rt_limits_default (&spec.limits);
   spec.limits.cpu_millis = req.cpu_millis;
   spec.limits.memory_bytes = req.memory_mb * 1024 * 1024;
-  if (rt_sandbox_spawn (&spec, &rt, &err) < 0)
-    {
-      sbx_err_wrap (&err, "create sandbox");
-      goto fail;
-    }
   struct store_sandbox rec = { 0 };
   snprintf (rec.id, sizeof rec.id, "%s", id);
   snprintf (rec.image, sizeof rec.image, "%s", req.image);
@@ -109,12 +104,18 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   rec.memory_mb = req.memory_mb;
   rec.env_json = srv_env_to_json (&req.env);
   rec.workdir = req.workdir;
+  /* The row goes in first: if sbxd dies right after the spawn, the next start finds the
+   * sandbox in the database and re-adopts or cleans it up. */
   int stored = store_sandbox_insert (s->store, &rec, &err);
   free (rec.env_json);
   rec.env_json = NULL;
+  rec.workdir = NULL;
   if (stored < 0)
+    goto fail;
+  if (rt_sandbox_spawn (&spec, &rt, &err) < 0)
     {
-      rt_sandbox_destroy (rt);
+      sbx_err_wrap (&err, "create sandbox");
+      store_sandbox_delete (s->store, id, NULL);
       goto fail;
     }
   /* srv_sandbox_add owns rt, env and workdir from here, even on failure. */
@@ -126,7 +127,6 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
-  rec.workdir = NULL;
   LOG_INFO ("created sandbox %s (%s, %llds, %.2f cpu, %llu MiB)", id, req.image,
             (long long) req.timeout_s, req.cpu_millis / 1000.0,
             (unsigned long long) req.memory_mb);

@@ -149,15 +149,32 @@ srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
   /* Registered before it is watched: the supervisor may end it the moment it is added. */
   struct epoll_event ep = { .events = EPOLLIN, .data.ptr = &sb->ev_pid };
   struct epoll_event et = { .events = EPOLLIN, .data.ptr = &sb->ev_timer };
-  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, rt_sandbox_pidfd (rt), &ep) < 0
-      || epoll_ctl (s->epfd, EPOLL_CTL_ADD, sb->timerfd, &et) < 0)
+  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, rt_sandbox_pidfd (rt), &ep) < 0)
     {
-      /* Cannot watch it: end it now rather than run it unsupervised. The pidfd event (if
-       * registered) or the error below leaves it to be reaped. */
+      /* Nothing watches it, so no event can refer to it: undo here. */
       int e = errno;
+      pthread_mutex_lock (&s->lock);
+      for (struct srv_sandbox **pp = &s->live; *pp; pp = &(*pp)->next)
+        if (*pp == sb)
+          {
+            *pp = sb->next;
+            s->n_live--;
+            break;
+          }
+      pthread_mutex_unlock (&s->lock);
       LOG_ERROR ("watch sandbox %s: %s", sb->id, strerror (e));
-      srv_sandbox_end (sb, SBX_E_TERMINATED, "sbxd could not supervise it");
+      sb->rt = NULL;
+      sandbox_free (sb);
+      rt_sandbox_destroy (rt);
       return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox: %s", strerror (e));
+    }
+  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, sb->timerfd, &et) < 0)
+    {
+      /* Its lifetime cannot be enforced: end it; the pidfd event cleans up as usual. */
+      int e = errno;
+      LOG_ERROR ("watch lifetime of sandbox %s: %s", sb->id, strerror (e));
+      srv_sandbox_end (sb, SBX_E_TERMINATED, "sbxd could not supervise it");
+      return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox lifetime: %s", strerror (e));
     }
   return 0;
 fail:

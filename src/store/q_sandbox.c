@@ -241,3 +241,26 @@ out:
   *n = len;
   return 0;
 }
+
+int
+store_sandbox_delete (struct store *st, const char *id, struct sbx_err *err)
+{
+  static const char sql[] = "DELETE FROM sandboxes WHERE id = ?1";
+  int rc = -1;
+  pthread_mutex_lock (&st->lock);
+  {
+    cleanup_stmt sqlite3_stmt *s = NULL;
+    if (store_prepare (st, sql, &s, err) < 0)
+      goto out;
+    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step (s) != SQLITE_DONE)
+      {
+        store_db_err (st, err, "delete sandbox");
+        goto out;
+      }
+    rc = 0;
+  }
+out:
+  pthread_mutex_unlock (&st->lock);
+  return rc;
+}

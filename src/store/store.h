@@ -63,6 +63,9 @@ int store_sandbox_insert (struct store *st, const struct store_sandbox *s, struc
  * out's strings (store_sandbox_clear). */
 int store_sandbox_get (struct store *st, const char *id, struct store_sandbox *out,
                        struct sbx_err *err);
+/* Remove a sandbox row (and its exec records): for a create that failed before the sandbox
+ * ever ran. Deleting a missing row is not an error. */
+int store_sandbox_delete (struct store *st, const char *id, struct sbx_err *err);
 /* Mark a running sandbox terminated with a reason. Returns 1 if this call changed it, 0 if
  * it was already terminated (the first reason stays), -1 on error (NOT_FOUND if no row). */
 int store_sandbox_terminate (struct store *st, const char *id, int64_t at_ms, const char *reason,

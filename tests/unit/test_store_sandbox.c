@@ -193,6 +193,19 @@ test_exec_records_count (void **state)
   e.has_exit_code = 0;
   e.error = "sandbox terminated";
   assert_int_equal (store_exec_record (st, &e, &err), 0);
+  /* Deleting a sandbox takes its exec records along; deleting twice is fine. */
+  struct store_sandbox t;
+  make_sb (&t, "sb_eeee", 1);
+  assert_int_equal (store_sandbox_insert (st, &t, &err), 0);
+  e.sandbox_id = "sb_eeee";
+  assert_int_equal (store_exec_record (st, &e, &err), 0);
+  assert_int_equal (store_sandbox_delete (st, "sb_eeee", &err), 0);
+  assert_int_equal (store_sandbox_delete (st, "sb_eeee", &err), 0);
+  int64_t gone = -1;
+  assert_int_equal (store_exec_count (st, "sb_eeee", &gone, &err), 0);
+  assert_int_equal (gone, 0);
+  assert_int_equal (store_sandbox_get (st, "sb_eeee", &t, &err), -1);
+  assert_int_equal (err.code, SBX_E_NOT_FOUND);
   /* Foreign key: an exec of an unknown sandbox is refused and counts nothing. */
   e.sandbox_id = "sb_unknown";
   assert_int_equal (store_exec_record (st, &e, &err), -1);
