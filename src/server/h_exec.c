@@ -250,7 +250,12 @@ static void
 reply_ended (struct srv_sandbox *sb, struct srv_reply *r)
 {
   struct srv *s = sb->srv;
-  int state = srv_sandbox_wait_ended (sb, 2000);
+  pthread_mutex_lock (&s->lock);
+  int stopping_now = s->stopping;
+  pthread_mutex_unlock (&s->lock);
+  /* The connection ended: if the sandbox is ending, the supervisor says so within a
+   * moment (PID 1's pidfd); when sbxd is stopping the sandbox stays, so do not wait. */
+  int state = srv_sandbox_wait_ended (sb, stopping_now ? 0 : 2000);
   pthread_mutex_lock (&s->lock);
   int code = sb->end_code;
   int stopping = s->stopping;

@@ -9,10 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct srv_http {
   struct MHD_Daemon *d;
   struct srv *srv;
+  pthread_mutex_t lock;
+  pthread_cond_t idle;
+  int active; /* requests begun and not yet completed (response sent or connection gone) */
 };
 
 struct req_ctx {
@@ -140,7 +144,8 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
             const char *version, const char *upload_data, size_t *upload_data_size,
             void **con_cls)
 {
-  struct srv *s = cls;
+  struct srv_http *h = cls;
+  struct srv *s = h->srv;
   struct req_ctx *ctx = *con_cls;
   if (!ctx)
     {
@@ -149,6 +154,9 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
         return MHD_NO;
       ctx->start_ns = sbx_mono_ns ();
       *con_cls = ctx;
+      pthread_mutex_lock (&h->lock);
+      h->active++;
+      pthread_mutex_unlock (&h->lock);
       const char *allow;
       ctx->route = srv_route_match (url, &allow);
       if (ctx->route == SRV_R_NONE)
@@ -235,11 +243,16 @@ static void
 on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
               enum MHD_RequestTerminationCode toe)
 {
+  struct srv_http *h = cls;
   struct req_ctx *ctx = *con_cls;
   if (ctx)
     {
       free (ctx->body);
       free (ctx);
+      pthread_mutex_lock (&h->lock);
+      if (--h->active == 0)
+        pthread_cond_broadcast (&h->idle);
+      pthread_mutex_unlock (&h->lock);
     }
   *con_cls = NULL;
 }
@@ -280,12 +293,18 @@ srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
   if (!h)
     return sbx_err_sys (err, "allocate http");
   h->srv = s;
-  h->d = MHD_start_daemon (flags, s->cfg.port, NULL, NULL, on_request, s,
+  pthread_mutex_init (&h->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&h->idle, &ca);
+  pthread_condattr_destroy (&ca);
+  h->d = MHD_start_daemon (flags, s->cfg.port, NULL, NULL, on_request, h,
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                            MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->cfg.connection_limit,
                            MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
-                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                           MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                            MHD_OPTION_END);
   if (!h->d)
     {
@@ -304,6 +323,16 @@ srv_http_stop (struct srv_http *h)
     return;
   MHD_quiesce_daemon (h->d);
   srv_cut_all_execs (h->srv);
+  /* Let the requests in flight (execs just cut) send their answers before MHD closes
+   * every connection; bounded, as a client may be slow to read. */
+  struct timespec dl;
+  clock_gettime (CLOCK_MONOTONIC, &dl);
+  dl.tv_sec += 5;
+  pthread_mutex_lock (&h->lock);
+  while (h->active > 0)
+    if (pthread_cond_timedwait (&h->idle, &h->lock, &dl) != 0)
+      break;
+  pthread_mutex_unlock (&h->lock);
   MHD_stop_daemon (h->d);
   free (h);
 }

@@ -243,3 +243,28 @@ def test_non_loopback_listen_is_refused(tmp_path):
                         "--no-prepare-image"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "loopback" in r.stderr
+
+
+def test_garbage_never_crashes_sbxd(sbxd):
+    """Random and hostile bodies on every route: always a JSON answer, sbxd stays up."""
+    import random
+    rnd = random.Random(1234)
+    routes = ["/sandbox/create", "/sandbox/exec", "/sandbox/status", "/sandbox/terminate"]
+    samples = [b"", b"{}", b"{" * 5000 + b"}" * 5000, b"[" * 100000, b"\x00" * 100,
+               b'{"sandbox_id": {"a": [1, {"b": null}]}, "command": [[["x"]]]}',
+               b'{"command": ["a"], "sandbox_id": "sb_' + b"a" * 100000 + b'"}',
+               b'{"env": {"' + b"A" * 300 + b'": "x"}}', b'{"timeout": -0.0}',
+               b'{"timeout": 1e-300}', b'{"cpu": NaN}', b'{"memory": 18446744073709551616}']
+    samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300)))
+                for _ in range(100)]
+    for i, body in enumerate(samples):
+        r = requests.post(sbxd.url + "/v1" + routes[i % 4], data=body,
+                          headers={"Content-Type": "application/json"}, timeout=60)
+        assert r.status_code in (200, 400, 404), (body[:80], r.status_code, r.text[:200])
+        r.json()
+        if r.status_code == 200:  # a create with all defaults, or similar
+            sid = r.json().get("sandbox_id")
+            if sid:
+                sbxd.created.append(sid)
+                sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
+    assert sbxd.get("/health").status_code == 200

@@ -93,3 +93,21 @@ def test_second_sbxd_on_same_state_dir_is_refused(own_sbxd):
         raise AssertionError("a second sbxd started on the same state dir")
     except RuntimeError as e:
         assert "another sbxd" in str(e)
+
+
+def test_sigterm_cuts_running_exec_and_keeps_the_sandbox(own_sbxd):
+    import concurrent.futures
+    d = own_sbxd()
+    sid = d.create()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(d.exec, sid, "sleep 1000")
+        deadline = time.monotonic() + 30
+        while count_procs(d, sid, "sleep", "1000") != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert d.stop() == 0
+        # The caller gets an answer before sbxd closes its connections.
+        err(fut.result(timeout=60), 503, "unavailable")
+    d.start()
+    assert d.exec(sid, "echo ok").json()["stdout"] == "ok\n"
+    d.post("/sandbox/terminate", {"sandbox_id": sid})
