@@ -218,15 +218,17 @@ bill_x402_decode (const char *header, int version, struct bill_payment *p,
     return refuse (res, BILL_X402_UNSUPPORTED_VERSION, "x402 version %d", version);
   if (!header)
     return refuse (res, BILL_X402_MALFORMED_HEADER, "no payment header");
-  /* HTTP optional whitespace around the value. */
+  /* HTTP optional whitespace around the value. The length is measured after the leading
+   * whitespace and before trimming the trailing one, so bytes past the limit can never be
+   * cut off silently: a value that long is refused whole. */
+  for (size_t i = 0; i < BILL_X402_HEADER_MAX && (header[0] == ' ' || header[0] == '\t'); i++)
+    header++;
   size_t len = strnlen (header, BILL_X402_HEADER_MAX + 1);
-  while (len && (header[0] == ' ' || header[0] == '\t'))
-    header++, len--;
-  while (len && (header[len - 1] == ' ' || header[len - 1] == '\t'))
-    len--;
   if (len > BILL_X402_HEADER_MAX)
     return refuse (res, BILL_X402_MALFORMED_HEADER, "payment header above %d bytes",
                    BILL_X402_HEADER_MAX);
+  while (len && (header[len - 1] == ' ' || header[len - 1] == '\t'))
+    len--;
   cleanup_free uint8_t *raw = NULL;
   size_t raw_len = 0;
   if (bill_base64_decode (header, len, &raw, &raw_len) < 0)

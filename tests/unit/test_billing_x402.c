@@ -766,6 +766,20 @@ test_malformed_headers (void **state)
   huge[big] = '\0';
   expect (run (huge, 2, &o, NOW, NULL), BILL_X402_MALFORMED_HEADER, "huge");
   free (huge);
+  /* A valid header, then whitespace up to past the limit, then junk: refused whole, never
+   * trimmed back to the valid prefix. */
+  size_t vlen = strlen (CAP_PAY_FETCH_V2);
+  char *tail = malloc (BILL_X402_HEADER_MAX + 8);
+  if (!tail)
+    abort ();
+  memcpy (tail, CAP_PAY_FETCH_V2, vlen);
+  memset (tail + vlen, ' ', BILL_X402_HEADER_MAX + 4 - vlen);
+  tail[BILL_X402_HEADER_MAX + 4] = 'A';
+  tail[BILL_X402_HEADER_MAX + 5] = '\0';
+  expect (run (tail, 2, &o, NOW, NULL), BILL_X402_MALFORMED_HEADER, "junk past the limit");
+  tail[BILL_X402_HEADER_MAX - 1] = '\0'; /* same, short enough, only trailing spaces: fine */
+  expect (run (tail, 2, &o, NOW, NULL), BILL_X402_OK, "trailing spaces within the limit");
+  free (tail);
   /* Deep nesting inside an ignored key: jansson's depth limit refuses it cleanly. */
   size_t depth = 5000;
   char *deep = malloc (2 * depth + 32);
