@@ -84,6 +84,8 @@ $(B)/fuzz_%: tests/fuzz/fuzz_%.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
 FUZZ_SRCS_proto = $(proto_SRCS) $(common_SRCS)
+FUZZ_SRCS_x402  = $(billing_SRCS) $(common_SRCS)
+FUZZ_LIBS_x402  = -ljansson -lsecp256k1 -lpthread
 fuzz: $(patsubst tests/fuzz/fuzz_%.c,$(B)/fuzz_%,$(wildcard tests/fuzz/fuzz_*.c))
 
 unit: $(UNIT_BINS)
