@@ -21,6 +21,8 @@ import requests
 from conftest import SBX, SBXD, SBX_INIT, STATE_DIR  # the parent (tests/integration) conftest
 
 PREFIXES = ["/v1", "/api/v1/modal", "/v1/marketplace/compute"]
+# Another sbxd binary (e.g. one built with sanitizers) can be tested with SBX_TEST_SBXD.
+SBXD_BIN = os.environ.get("SBX_TEST_SBXD", str(SBXD))
 
 
 def free_port():
@@ -44,7 +46,7 @@ class Sbxd:
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(SBXD), "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
+            [SBXD_BIN, "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
              "--init", str(SBX_INIT), "--log-level", "debug", *self.extra_args],
             stdout=log, stderr=log)
         deadline = time.monotonic() + 120

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from .conftest import PREFIXES, SBXD
+from .conftest import PREFIXES, SBXD_BIN
 
 
 def err(r, status, code):
@@ -239,7 +239,7 @@ def test_exec_failed_when_sbx_itself_cannot_run_the_command(sbxd):
 
 
 def test_non_loopback_listen_is_refused(tmp_path):
-    r = subprocess.run([str(SBXD), "--listen", "0.0.0.0:18999", "--state-dir", str(tmp_path),
+    r = subprocess.run([SBXD_BIN, "--listen", "0.0.0.0:18999", "--state-dir", str(tmp_path),
                         "--no-prepare-image"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2
     assert "loopback" in r.stderr
