@@ -140,3 +140,15 @@ def test_out_of_memory_command(sbxd):
     assert r["exit_code"] != 0 and r["stdout"] == ""
     assert sbxd.exec(sid, "echo ok").json()["stdout"] == "ok\n"
     sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
+
+
+def test_huge_output_is_bounded_while_streaming(sbxd):
+    """500 MB of output: the reply keeps max_output bytes, and sbxd never holds the rest."""
+    sid = sbxd.create()
+    r = sbxd.exec(sid, "head -c 500000000 /dev/zero; echo end >&2").json()
+    assert r["truncated"] is True and len(r["stdout"]) == 1024 * 1024
+    assert r["stderr"] == "end\n" and r["exit_code"] == 0
+    status = pathlib.Path(f"/proc/{sbxd.proc.pid}/status").read_text()
+    hwm_kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+    assert hwm_kb < 200 * 1024, f"sbxd peak RSS {hwm_kb} kB"
+    sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
