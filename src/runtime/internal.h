@@ -148,3 +148,18 @@ struct rt_sandbox {
 void rt_sandbox_teardown (struct rt_sandbox *sb);
 /* "<state_dir>/run/<id>" into out. */
 int rt_run_dir_path (char out[PATH_MAX], const char *state_dir, const char *id);
+
+/* ---- seccomp program cache (seccomp.c, seccomp_cache.c) --------------------------------
+ * rt_seccomp_prepare with a state dir: load the programs from
+ * <state_dir>/cache/seccomp-<key>.bpf when a valid file is there, else compile and store
+ * them there (best effort). */
+int rt_seccomp_prepare_in (const char *state_dir, struct sbx_err *err);
+/* The cache key: a hash of every rule as handed to libseccomp, the default actions and
+ * attributes, the libseccomp version and the native arch. */
+int rt_seccomp_policy_key (uint64_t *key);
+/* Load the two programs (malloc'ed) for key; 0, or -1 on any problem (missing file, wrong
+ * owner or mode, bad size, header or checksum): then the caller compiles. */
+int rt_seccomp_cache_load (const char *state_dir, uint64_t key, struct sock_fprog out[2]);
+/* Write them atomically (temp file + rename, 0600, in a 0700 directory owned by us);
+ * 0 or -1 with errno. */
+int rt_seccomp_cache_store (const char *state_dir, uint64_t key, const struct sock_fprog p[2]);

@@ -1,7 +1,11 @@
 /* The sandbox's seccomp policy: an allow-list modelled on the Docker default profile,
  * tighter where agents need no more. Compiled once per process with libseccomp (about
  * 2 ms here) and kept as a BPF program that every spawn only loads (the child cannot
- * call libseccomp: it allocates).
+ * call libseccomp: it allocates). Given a state dir, the compiled programs are also kept
+ * on disk (seccomp_cache.c), so a one-shot `sbx run` loads them instead of compiling:
+ * the cache key hashes every rule exactly as it would be handed to libseccomp, plus the
+ * libseccomp version and the native arch, so a changed policy or library never matches
+ * an old file.
  *
  * Default action: EPERM. Left out on purpose (so EPERM): mount and the new mount API,
  * pivot_root, chroot, unshare, setns, namespace flags on clone (clone3 gets ENOSYS so
@@ -79,20 +83,59 @@ static const char *const allowed[] = {
   (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET   \
    | CLONE_NEWCGROUP)
 
+/* Attributes every filter gets; part of the cache key too. */
+#define OPTIMIZE_LEVEL 2 /* a binary tree of syscall numbers: ~2x cheaper per syscall */
+#define BADARCH_ACTION SCMP_ACT_KILL_PROCESS
+
 /* Process-wide cache: [0] the ioctl guard, [1] the allow-list. Filled once, then only
  * read (the child gets a copy-on-write copy). */
 static pthread_mutex_t prep_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sock_fprog progs[2];
 static int prepared;
 
+/* Where the rules of a filter go: into a libseccomp context (compile), or into the cache
+ * key (hash). Both walk the same build_* functions, so the key cannot miss a rule. */
+struct sink {
+  scmp_filter_ctx ctx; /* NULL: hash mode */
+  uint64_t *hash;
+};
+
+static void
+hash_bytes (uint64_t *h, const void *p, size_t n)
+{
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    *h = (*h ^ b[i]) * 0x100000001b3ull; /* FNV-1a */
+}
+
+static void
+hash_u64 (uint64_t *h, uint64_t v)
+{
+  hash_bytes (h, &v, sizeof v);
+}
+
 static int
-rule (scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
+rule (struct sink *ctx, uint32_t action, const char *name, unsigned n,
       const struct scmp_arg_cmp *args, struct sbx_err *err)
 {
+  if (!ctx->ctx)
+    {
+      hash_u64 (ctx->hash, action);
+      hash_bytes (ctx->hash, name, strlen (name) + 1);
+      hash_u64 (ctx->hash, n);
+      for (unsigned i = 0; i < n; i++)
+        {
+          hash_u64 (ctx->hash, args[i].arg);
+          hash_u64 (ctx->hash, args[i].op);
+          hash_u64 (ctx->hash, args[i].datum_a);
+          hash_u64 (ctx->hash, args[i].datum_b);
+        }
+      return 0;
+    }
   int nr = seccomp_syscall_resolve_name (name);
   if (nr == __NR_SCMP_ERROR)
     return 0; /* unknown to this libseccomp: stays at the default (EPERM) */
-  int r = seccomp_rule_add_array (ctx, action, nr, n, args);
+  int r = seccomp_rule_add_array (ctx->ctx, action, nr, n, args);
   if (r < 0)
     return sbx_err_set (err, SBX_E_INTERNAL, -r, "seccomp rule for %s: %s", name,
                         strerror (-r));
@@ -100,7 +143,7 @@ rule (scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 }
 
 static int
-build_allow_list (scmp_filter_ctx ctx, struct sbx_err *err)
+build_allow_list (struct sink *ctx, struct sbx_err *err)
 {
   for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
     if (rule (ctx, SCMP_ACT_ALLOW, allowed[i], 0, NULL, err) < 0)
@@ -144,7 +187,7 @@ build_allow_list (scmp_filter_ctx ctx, struct sbx_err *err)
 }
 
 static int
-build_ioctl_guard (scmp_filter_ctx ctx, struct sbx_err *err)
+build_ioctl_guard (struct sink *ctx, struct sbx_err *err)
 {
   /* The kernel reads the ioctl cmd as 32 bits: compare only those, so high garbage bits
    * cannot slip TIOCSTI past the filter. */
@@ -163,7 +206,7 @@ static int
 export (scmp_filter_ctx ctx, struct sock_fprog *out, struct sbx_err *err)
 {
   int r;
-  if ((r = seccomp_attr_set (ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS)) < 0)
+  if ((r = seccomp_attr_set (ctx, SCMP_FLTATR_ACT_BADARCH, BADARCH_ACTION)) < 0)
     return sbx_err_set (err, SBX_E_INTERNAL, -r, "seccomp bad-arch action: %s", strerror (-r));
   cleanup_close int fd = memfd_create ("sbx-seccomp", MFD_CLOEXEC);
   if (fd < 0)
@@ -188,16 +231,24 @@ export (scmp_filter_ctx ctx, struct sock_fprog *out, struct sbx_err *err)
   return 0;
 }
 
+/* Both programs, in load order: default action and rules. */
+static const struct filter_def {
+  uint32_t def;
+  int (*fill) (struct sink *, struct sbx_err *);
+} filters[2] = {
+  { SCMP_ACT_ALLOW, build_ioctl_guard },
+  { SCMP_ACT_ERRNO (EPERM), build_allow_list },
+};
+
 static int
-compile (uint32_t def, int (*fill) (scmp_filter_ctx, struct sbx_err *), struct sock_fprog *out,
-         struct sbx_err *err)
+compile (const struct filter_def *f, struct sock_fprog *out, struct sbx_err *err)
 {
-  scmp_filter_ctx ctx = seccomp_init (def);
+  scmp_filter_ctx ctx = seccomp_init (f->def);
   if (!ctx)
     return sbx_err_set (err, SBX_E_INTERNAL, ENOMEM, "seccomp_init failed");
-  /* A binary tree of syscall numbers: about 2x cheaper per syscall than a linear list. */
-  seccomp_attr_set (ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-  int rc = fill (ctx, err);
+  seccomp_attr_set (ctx, SCMP_FLTATR_CTL_OPTIMIZE, OPTIMIZE_LEVEL);
+  struct sink sink = { .ctx = ctx };
+  int rc = f->fill (&sink, err);
   if (rc == 0)
     rc = export (ctx, out, err);
   seccomp_release (ctx);
@@ -205,31 +256,76 @@ compile (uint32_t def, int (*fill) (scmp_filter_ctx, struct sbx_err *), struct s
 }
 
 int
-rt_seccomp_prepare (struct sbx_err *err)
+rt_seccomp_policy_key (uint64_t *key)
+{
+  uint64_t h = 0xcbf29ce484222325ull;
+  struct sink sink = { .hash = &h };
+  struct sbx_err err;
+  const struct scmp_version *v = seccomp_version ();
+  hash_bytes (&h, "sbx-seccomp-1", 14);
+  hash_u64 (&h, v ? v->major : 0);
+  hash_u64 (&h, v ? v->minor : 0);
+  hash_u64 (&h, v ? v->micro : 0);
+  hash_u64 (&h, seccomp_arch_native ());
+  hash_u64 (&h, AF_MAX);
+  hash_u64 (&h, OPTIMIZE_LEVEL);
+  hash_u64 (&h, BADARCH_ACTION);
+  for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
+    {
+      hash_u64 (&h, filters[i].def);
+      if (filters[i].fill (&sink, &err) < 0)
+        return -1;
+    }
+  *key = h;
+  return 0;
+}
+
+static int
+compile_all (struct sock_fprog p[2], struct sbx_err *err)
+{
+  for (int i = 0; i < 2; i++)
+    if (compile (&filters[i], &p[i], err) < 0)
+      {
+        free (p[0].filter);
+        free (p[1].filter);
+        p[0].filter = p[1].filter = NULL;
+        return sbx_err_wrap (err, "compile seccomp policy");
+      }
+  return 0;
+}
+
+int
+rt_seccomp_prepare_in (const char *state_dir, struct sbx_err *err)
 {
   pthread_mutex_lock (&prep_lock);
   int rc = 0;
   if (!prepared)
     {
       struct sock_fprog p[2] = { { 0 } };
-      rc = compile (SCMP_ACT_ALLOW, build_ioctl_guard, &p[0], err);
-      if (rc == 0)
-        rc = compile (SCMP_ACT_ERRNO (EPERM), build_allow_list, &p[1], err);
-      if (rc == 0)
+      uint64_t key = 0;
+      int have_key = state_dir && rt_seccomp_policy_key (&key) == 0;
+      if (have_key && rt_seccomp_cache_load (state_dir, key, p) == 0)
+        prepared = 1;
+      else if ((rc = compile_all (p, err)) == 0)
+        {
+          prepared = 1;
+          if (have_key)
+            rt_seccomp_cache_store (state_dir, key, p); /* best effort */
+        }
+      if (prepared)
         {
           progs[0] = p[0];
           progs[1] = p[1];
-          prepared = 1;
-        }
-      else
-        {
-          free (p[0].filter);
-          free (p[1].filter);
-          sbx_err_wrap (err, "compile seccomp policy");
         }
     }
   pthread_mutex_unlock (&prep_lock);
   return rc;
+}
+
+int
+rt_seccomp_prepare (struct sbx_err *err)
+{
+  return rt_seccomp_prepare_in (NULL, err);
 }
 
 int

@@ -375,7 +375,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   if (check_spec (spec, err) < 0)
     return -1;
   snprintf (sb->id, sizeof sb->id, "%s", spec->id);
-  if (rt_seccomp_prepare (err) < 0)
+  if (rt_seccomp_prepare_in (spec->state_dir, err) < 0)
     return -1;
 
   uint32_t slot;
