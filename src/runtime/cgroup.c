@@ -59,16 +59,18 @@ rt_cgroup_destroy (struct rt_cgroup *cg)
   if (!cg || !cg->ops)
     return 0;
   /* Bounded: ~5 s. A dying task can keep the cgroup busy for a moment after SIGKILL, so
-   * kill again and retry the rmdir until it goes through. */
+   * kill again and retry the rmdir until it goes through. The rmdir comes first: the
+   * kernel refuses it (EBUSY) while any task is left, so a cgroup that is already empty,
+   * the normal case once PID 1 was reaped, costs no read of cgroup.procs. */
   int64_t deadline = sbx_mono_ns () + 5000000000LL;
   for (unsigned round = 0;; round++)
     {
+      if (cg->ops->remove (cg) == 0)
+        return 0;
+      if (errno != EBUSY)
+        return -1;
       if (!cg->ops->is_empty (cg))
         cg->ops->kill_all (cg);
-      else if (cg->ops->remove (cg) == 0)
-        return 0;
-      else if (errno != EBUSY)
-        return -1;
       if (sbx_mono_ns () > deadline)
         {
           LOG_WARN ("cgroup %s: tasks still present after 5 s; left in place", cg->id);

@@ -41,6 +41,10 @@ struct rt_cgroup {
   char root[PATH_MAX]; /* "/sys/fs/cgroup" normally; a temp dir in unit tests */
   char id[SBX_ID_MAX];
   int dirfd;           /* v2: the sandbox cgroup dir (O_DIRECTORY, from create); -1 otherwise */
+  /* v1: the controller mount names create found (NULL: absent), so later calls need no
+   * stat of the hierarchy; v1_known is 0 until then (e.g. after adopt). */
+  int v1_known;
+  const char *v1_names[8];
 };
 
 extern const struct rt_cgroup_ops rt_cgroup_v1_ops;

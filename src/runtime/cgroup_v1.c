@@ -33,6 +33,11 @@ static const struct v1_ctrl {
 static int
 ctrl_name (const struct rt_cgroup *cg, int i, const char **name)
 {
+  if (cg->v1_known)
+    {
+      *name = cg->v1_names[i];
+      return *name != NULL;
+    }
   char p[PATH_MAX];
   struct stat st;
   const char *cands[2] = { ctrls[i].name, ctrls[i].alt };
@@ -137,6 +142,7 @@ v1_create (struct rt_cgroup *cg, const struct rt_limits *l, struct sbx_err *err)
 {
   char paths[C_N][PATH_MAX];
   const char *dirs[C_N] = { 0 };
+  const char *names[C_N] = { 0 };
   for (int i = 0; i < C_N; i++)
     {
       const char *name;
@@ -155,20 +161,23 @@ v1_create (struct rt_cgroup *cg, const struct rt_limits *l, struct sbx_err *err)
           sbx_err_sys (err, "cgroup v1: path under %s", cg->root);
           goto fail;
         }
-      /* EEXIST is fine: "sbx" is shared, and ids are random, so an existing sandbox
-       * directory is one this sandbox made (a retried create). */
-      if (mkdir (parent, 0755) < 0 && errno != EEXIST)
-        {
-          sbx_err_sys (err, "cgroup v1: mkdir %s", parent);
-          goto fail;
-        }
-      if (mkdir (paths[i], 0755) < 0 && errno != EEXIST)
+      /* EEXIST is fine: ids are random, so an existing sandbox directory is one this
+       * sandbox made (a retried create). The shared parent "sbx" is made only when
+       * missing (once per boot): one mkdir per controller less on every create. */
+      int r = mkdir (paths[i], 0755);
+      if (r < 0 && errno == ENOENT && (mkdir (parent, 0755) == 0 || errno == EEXIST))
+        r = mkdir (paths[i], 0755);
+      if (r < 0 && errno != EEXIST)
         {
           sbx_err_sys (err, "cgroup v1: mkdir %s", paths[i]);
           goto fail;
         }
       dirs[i] = paths[i];
+      names[i] = name;
     }
+  for (int i = 0; i < C_N; i++)
+    cg->v1_names[i] = names[i];
+  cg->v1_known = 1;
   if (write_limits (dirs, l, err) < 0)
     goto fail;
   return 0;
