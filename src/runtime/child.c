@@ -78,9 +78,9 @@ reset_signals (const struct rt_child *c)
     FAIL (RT_STAGE_WAIT_PARENT, "sigprocmask");
 }
 
-/* Returns the idmapped image mount fd the parent sent with its go record. */
-static int
-stage_wait_parent (const struct rt_child *c)
+/* Receives the idmapped mount fds (image layers, then volumes) with the go record. */
+static void
+stage_wait_parent (const struct rt_child *c, int *fds)
 {
   close (c->parent_sync_fd); /* so the parent's death reads as EOF below */
   reset_signals (c);
@@ -89,33 +89,12 @@ stage_wait_parent (const struct rt_child *c)
   /* getppid() is 0 in a new pid namespace, so the usual "did the parent already die"
    * check cannot work; the go record covers it: if the parent died before PDEATHSIG was
    * armed, its end of the sync pair is closed and recvmsg returns EOF. */
-  struct rt_sync_msg m;
-  char ctrl[CMSG_SPACE (sizeof (int))];
-  struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
-  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl,
-                        .msg_controllen = sizeof ctrl };
-  ssize_t n;
-  do
-    n = recvmsg (c->sync_fd, &msg, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
-  if (n < 0)
-    FAIL (RT_STAGE_WAIT_PARENT, "recvmsg");
-  if (n != (ssize_t) sizeof m || m.kind != RT_SYNC_GO)
+  if (!rt_child_recv_go (c, fds))
     _exit (127); /* the parent is gone or gave up: nobody to report to */
-  struct cmsghdr *cm = CMSG_FIRSTHDR (&msg);
-  if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS
-      || cm->cmsg_len != CMSG_LEN (sizeof (int)))
-    rt_child_fail (c, RT_STAGE_WAIT_PARENT, EBADMSG, "no image mount fd");
-  int fd;
-  char *src = (char *) CMSG_DATA (cm);
-  char *dst = (char *) &fd;
-  for (size_t i = 0; i < sizeof fd; i++)
-    dst[i] = src[i];
   /* The run dir is 0700 host root: enter it while we still are host root (the DAC owner
    * check needs no capability), the later relative lookups need none either. */
   if (chdir (c->run_dir) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "chdir run dir");
-  return fd;
 }
 
 /* After the parent put us into our cgroup (v1 attach, v2 CLONE_INTO_CGROUP), so that
@@ -299,14 +278,17 @@ stage_seccomp (const struct rt_child *c)
 _Noreturn void
 rt_child_main (const struct rt_child *c)
 {
-  int lower = stage_wait_parent (c);
+  int mfds[RT_MOUNT_FDS_MAX];
+  stage_wait_parent (c, mfds);
   rt_child_progress (c, RT_STAGE_WAIT_PARENT);
   stage_cgroup_ns (c);
   stage_mount_private (c);
   stage_scratch (c);
   stage_set_ids (c);
-  rt_mount_layers (c, lower);
+  rt_mount_layers (c, mfds);
   rt_mount_overlay (c);
+  rt_child_mount_volumes (c, mfds + c->n_lowers);
+  rt_child_send_scratch (c); /* progress "overlay", with the scratch mount */
   rt_mount_proc (c);
   rt_mount_dev (c);
   rt_mount_tmp (c);

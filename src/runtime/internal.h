@@ -81,6 +81,10 @@ struct rt_child {
   const char *run_dir;   /* absolute; the child chdirs here while still host root */
   char scratch_opts[160]; /* tmpfs options for the scratch space */
   char hostname[65];
+  char overlay_opts[512]; /* "lowerdir=lower/0:lower/1...,upperdir=upper,..." */
+  int n_lowers;           /* mount fds with the go record: lowers, then volumes */
+  int n_volumes;
+  char vol_targets[RT_VOLUMES_MAX][RT_VOLUME_TARGET_MAX + 1]; /* relative to new/ */
   const struct sock_fprog *bpf; /* nbpf programs, loaded in order */
   int nbpf;
   char *const *argv;
@@ -93,7 +97,7 @@ _Noreturn void rt_child_main (const struct rt_child *c);
 _Noreturn void rt_child_fail (const struct rt_child *c, int stage, int sys_errno, const char *msg);
 void rt_child_progress (const struct rt_child *c, int stage);
 /* mount.c (child side, cwd = the scratch tmpfs): each returns 0 or fails the child. */
-void rt_mount_layers (const struct rt_child *c, int lower_fd);
+void rt_mount_layers (const struct rt_child *c, const int *lower_fds);
 void rt_mount_overlay (const struct rt_child *c);
 void rt_mount_proc (const struct rt_child *c);
 void rt_mount_dev (const struct rt_child *c);
@@ -101,6 +105,28 @@ void rt_mount_tmp (const struct rt_child *c);
 void rt_mount_sys (const struct rt_child *c);
 void rt_mount_masks (const struct rt_child *c);
 void rt_mount_pivot (const struct rt_child *c);
+
+/* ---- layers and volumes (layers.c) ---------------------------------------------------- */
+#define RT_MOUNT_FDS_MAX (RT_LOWERS_MAX + RT_VOLUMES_MAX)
+struct rt_mounts {
+  int fds[RT_MOUNT_FDS_MAX]; /* idmapped clones: lowers (top first), then volumes */
+  int n;
+};
+int rt_layers_check_spec (const struct rt_spec *spec, struct sbx_err *err);
+int rt_layers_prepare_child (const struct rt_spec *spec, struct rt_child *c, struct sbx_err *err);
+/* Parent: idmapped clones of every layer and volume for the child pid's user namespace. */
+int rt_layers_open (pid_t pid, const struct rt_spec *spec, struct rt_mounts *m,
+                    struct sbx_err *err);
+void rt_mounts_close (struct rt_mounts *m);
+/* Send the go record with the mount fds; 0 or -1 with errno. */
+int rt_layers_send_go (int sync_fd, const struct rt_sync_msg *go, const struct rt_mounts *m);
+/* recvmsg one sync record; *fd gets an fd that came with it, else -1. */
+ssize_t rt_sync_recv (int sync_fd, struct rt_sync_msg *m, int *fd);
+/* Child: receive the go record and its fds (1), or 0 if the parent is gone. */
+int rt_child_recv_go (const struct rt_child *c, int *fds);
+void rt_child_attach_lowers (const struct rt_child *c, const int *fds);
+void rt_child_mount_volumes (const struct rt_child *c, const int *fds);
+void rt_child_send_scratch (const struct rt_child *c);
 
 /* ---- uid ranges (uidrange.c) ---------------------------------------------------------
  * 65536 ids per sandbox at RT_UID_BASE + slot * RT_UID_SPAN. A slot is held by an flock
@@ -136,6 +162,7 @@ struct rt_sandbox {
   int have_cgroup;
   struct rt_cgroup cg;
   int have_run_dir;
+  int scratch_fd;   /* detached clone of the scratch tmpfs, or -1 (layers.c) */
 };
 
 /* Where the cgroup filesystem is mounted (a compile-time override exists for trying the

@@ -27,9 +27,31 @@ struct rt_limits {
  * 4096 open files. */
 void rt_limits_default (struct rt_limits *l);
 
+#define RT_LOWERS_MAX 16          /* image layers one sandbox stacks (callers flatten above) */
+#define RT_VOLUMES_MAX 8
+#define RT_VOLUME_TARGET_MAX 200
+
+/* A host directory mounted into the sandbox (idmapped, nosuid, nodev). */
+struct rt_volume {
+  const char *source; /* absolute host path (the volume's mounted filesystem) */
+  const char *target; /* absolute path inside, see rt_volume_target_ok */
+  int readonly;
+};
+
+/* 1 if t can be a volume mount point: absolute, normalized (no "." or ".." or empty
+ * component, no trailing '/'), at most RT_VOLUME_TARGET_MAX bytes, not "/" and not in
+ * /proc, /sys, /dev or /tmp. */
+int rt_volume_target_ok (const char *t);
+
 struct rt_spec {
   const char *id;        /* sandbox id (sbx_id_valid(id, "sb")) */
-  const char *rootfs;    /* absolute path of the image rootfs (lower layer, never written) */
+  const char *rootfs;    /* absolute path of the image rootfs (lower layer, never written);
+                          * ignored when lowers is set */
+  const char *const *lowers; /* or: n_lowers absolute layer directories, top first (the
+                          * overlay lowerdir order); each is idmapped read-only */
+  size_t n_lowers;
+  const struct rt_volume *volumes; /* n_volumes mounts, made after the overlay */
+  size_t n_volumes;
   const char *state_dir; /* holds run/<id>/ (agent.sock) and uid range slots */
   const char *init_path; /* host path of the static sbx-init binary */
   const char *hostname;  /* NULL: "sandbox" */
@@ -55,6 +77,14 @@ pid_t rt_sandbox_pid (const struct rt_sandbox *sb);      /* host pid of sbx-init
 int rt_sandbox_pidfd (const struct rt_sandbox *sb);      /* for epoll: readable when PID 1 exits */
 uint32_t rt_sandbox_uid_base (const struct rt_sandbox *sb);
 const char *rt_sandbox_socket (const struct rt_sandbox *sb); /* <run_dir>/agent.sock */
+/* An fd of a detached clone of the sandbox's scratch tmpfs: "upper/" in it is the
+ * overlay's writable layer (read it with *at() calls and O_NOFOLLOW). -1 for an adopted
+ * sandbox (the clone lives only as long as the sbxd that spawned it). Owned by sb. */
+int rt_sandbox_scratch_fd (const struct rt_sandbox *sb);
+/* Freeze (frozen=1) or thaw (0) every task of the sandbox through its cgroup (v1 freezer,
+ * v2 cgroup.freeze); freezing waits (bounded, ~2 s) until the kernel reports frozen, so a
+ * write(2) in progress is either complete or not begun. */
+int rt_sandbox_freeze (struct rt_sandbox *sb, int frozen, struct sbx_err *err);
 /* Did the memory cgroup OOM-kill something in this sandbox? 1 yes, 0 no. */
 int rt_sandbox_oom_killed (struct rt_sandbox *sb);
 

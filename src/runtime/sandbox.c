@@ -47,6 +47,12 @@ rt_sandbox_socket (const struct rt_sandbox *sb)
 }
 
 int
+rt_sandbox_scratch_fd (const struct rt_sandbox *sb)
+{
+  return sb->scratch_fd;
+}
+
+int
 rt_sandbox_oom_killed (struct rt_sandbox *sb)
 {
   return sb && sb->have_cgroup && sb->cg.ops->oom_kills (&sb->cg) > 0 ? 1 : 0;
@@ -123,6 +129,7 @@ rt_sandbox_teardown (struct rt_sandbox *sb)
   if ((sb->pidfd < 0 || !sb->reaped) && sb->have_cgroup)
     sb->cg.ops->kill_all (&sb->cg);
   sbx_closep (&sb->pidfd);
+  sbx_closep (&sb->scratch_fd); /* the last reference to the scratch tmpfs goes here */
   int64_t t1 = sbx_mono_ns ();
   if (sb->have_cgroup)
     {
@@ -295,6 +302,7 @@ rt_sandbox_adopt (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
   sb->pidfd = -1;
   sb->lock_fd = -1; /* sbx-init holds the uid slot lock (fd 4) */
   sb->cg.dirfd = -1;
+  sb->scratch_fd = -1; /* the scratch clone died with the sbxd that spawned it */
   if (adopt (sb, spec, err) < 0)
     {
       /* Leave everything as found: the caller decides (rt_cleanup_stale). */

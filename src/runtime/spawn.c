@@ -158,8 +158,10 @@ check_spec (const struct rt_spec *spec, struct sbx_err *err)
 {
   if (!spec->id || !sbx_id_valid (spec->id, "sb"))
     return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: invalid sandbox id");
-  if (!spec->rootfs || spec->rootfs[0] != '/')
+  if (!spec->lowers && (!spec->rootfs || spec->rootfs[0] != '/'))
     return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: rootfs must be an absolute path");
+  if (rt_layers_check_spec (spec, err) < 0)
+    return -1;
   if (!spec->state_dir || spec->state_dir[0] != '/')
     return sbx_err_set (err, SBX_E_INVALID, EINVAL, "spec: state dir must be an absolute path");
   if (!spec->init_path)
@@ -276,37 +278,10 @@ set_rlimits (pid_t pid, const struct rt_limits *l, struct sbx_err *err)
   return 0;
 }
 
-/* A read-only clone of the image whose ids are shifted into the child's user namespace:
- * the image stays owned by host root on disk but shows as root-owned inside, and nothing
- * inside can write it. */
-static int
-idmapped_image (pid_t pid, const char *rootfs, struct sbx_err *err)
-{
-  char path[64];
-  snprintf (path, sizeof path, "/proc/%d/ns/user", (int) pid);
-  cleanup_close int userns = open (path, O_RDONLY | O_CLOEXEC);
-  if (userns < 0)
-    return stage_err (err, RT_STAGE_IDMAP_MOUNT, errno, "open %s", path);
-  int tree = open_tree (AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-  if (tree < 0)
-    return stage_err (err, RT_STAGE_IDMAP_MOUNT, errno, "open_tree '%s'", rootfs);
-  struct mount_attr attr = {
-    .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    .userns_fd = (uint64_t) userns,
-  };
-  if (mount_setattr (tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
-    {
-      int e = errno;
-      close (tree);
-      return stage_err (err, RT_STAGE_IDMAP_MOUNT, e, "idmap '%s'", rootfs);
-    }
-  return tree;
-}
-
 /* Read the child's records until EOF. Expected: PROGRESS wait_parent, PROGRESS exec, EOF.
  * A FAIL record ends it with the child's stage and errno. */
 static int
-wait_child (int sync_fd, pid_t pid, struct sbx_err *err)
+wait_child (int sync_fd, pid_t pid, int *scratch_fd, struct sbx_err *err)
 {
   int last = RT_STAGE_RELEASE;
   int64_t deadline = sbx_mono_ns () + (int64_t) CHILD_TIMEOUT_MS * 1000000;
@@ -332,7 +307,14 @@ wait_child (int sync_fd, pid_t pid, struct sbx_err *err)
                             "child did not finish setup (sleeping in %s, syscall %s)", wchan, sc);
         }
       struct rt_sync_msg m;
-      ssize_t n = recv (sync_fd, &m, sizeof m, 0);
+      int fd;
+      ssize_t n = rt_sync_recv (sync_fd, &m, &fd);
+      /* The overlay record carries a clone of the scratch mount (layers.c). */
+      if (fd >= 0 && n == (ssize_t) sizeof m && m.kind == RT_SYNC_PROGRESS
+          && m.stage == RT_STAGE_OVERLAY && *scratch_fd < 0)
+        *scratch_fd = fd;
+      else if (fd >= 0)
+        close (fd);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
@@ -429,6 +411,8 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   child.nbpf = rt_seccomp_programs (&child.bpf);
   if (child.nbpf <= 0)
     return stage_err (err, RT_STAGE_SECCOMP_PREP, EINVAL, "no seccomp program");
+  if (rt_layers_prepare_child (spec, &child, err) < 0)
+    return -1;
   snprintf (child.hostname, sizeof child.hostname, "%s",
             spec->hostname ? spec->hostname : "sandbox");
   snprintf (child.scratch_opts, sizeof child.scratch_opts,
@@ -482,19 +466,24 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   if (write_id_maps (sb->pid, sb->uid_base, err) < 0)
     return -1;
   int64_t tm = sbx_mono_ns ();
-  cleanup_close int image = idmapped_image (sb->pid, spec->rootfs, err);
-  if (image < 0)
-    return -1;
+  /* Idmapped read-only clones of the image layers (and writable ones of the volumes):
+   * the image stays owned by host root on disk but shows as root-owned inside, and
+   * nothing inside can write it (layers.c). */
+  struct rt_mounts mounts;
+  if (rt_layers_open (sb->pid, spec, &mounts, err) < 0)
+    return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_IDMAP_MOUNT));
 
-  /* sync 1: release the child with the image mount. */
+  /* sync 1: release the child with the image mounts. */
   struct rt_sync_msg go = { .kind = RT_SYNC_GO, .stage = RT_STAGE_RELEASE };
-  if (sbx_send_fds (sync_fd, &go, sizeof go, &image, 1) < 0)
-    return stage_err (err, RT_STAGE_RELEASE, errno, "send go record");
-  sbx_closep (&image);
+  int sent = rt_layers_send_go (sync_fd, &go, &mounts);
+  int send_errno = errno;
+  rt_mounts_close (&mounts);
+  if (sent < 0)
+    return stage_err (err, RT_STAGE_RELEASE, send_errno, "send go record");
   int64_t t3 = sbx_mono_ns ();
 
   /* sync 2: progress records, then EOF at exec. */
-  if (wait_child (sync_fd, sb->pid, err) < 0)
+  if (wait_child (sync_fd, sb->pid, &sb->scratch_fd, err) < 0)
     return -1;
   if (write_pid_file (sb) < 0)
     return stage_err (err, RT_STAGE_EXEC, errno, "write pid file");
@@ -516,6 +505,7 @@ rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
   sb->pidfd = -1;
   sb->lock_fd = -1;
   sb->cg.dirfd = -1;
+  sb->scratch_fd = -1;
   if (spawn (sb, spec, err) < 0)
     {
       int saved_code = err->code;
