@@ -26,8 +26,8 @@ store_sandbox_insert (struct store *st, const struct store_sandbox *sb, struct s
 {
   static const char sql[]
       = "INSERT INTO sandboxes (id, status, image, created_at, expires_at, timeout, cpu_millis,"
-        " memory_mb, env, workdir, commands_executed, terminated_at, reason)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+        " memory_mb, env, workdir, commands_executed, terminated_at, reason, owner, charge_ref)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -50,6 +50,9 @@ store_sandbox_insert (struct store *st, const struct store_sandbox *sb, struct s
         sqlite3_bind_int64 (s, 12, sb->terminated_at_ms);
         sqlite3_bind_text (s, 13, sb->reason, -1, SQLITE_TRANSIENT);
       }
+    sqlite3_bind_text (s, 14, sb->owner[0] ? sb->owner : "local", -1, SQLITE_TRANSIENT);
+    if (sb->charge_ref > 0)
+      sqlite3_bind_int64 (s, 15, sb->charge_ref);
     if (sqlite3_step (s) != SQLITE_DONE)
       {
         store_db_err (st, err, "insert sandbox");
@@ -64,7 +67,7 @@ out:
 
 #define SANDBOX_COLS                                                                              \
   "id, status, image, created_at, expires_at, timeout, cpu_millis, memory_mb, env, workdir,"     \
-  " commands_executed, terminated_at, reason"
+  " commands_executed, terminated_at, reason, owner, charge_ref"
 
 static char *
 dup_col (sqlite3_stmt *s, int i)
@@ -97,6 +100,8 @@ row_to_sandbox (sqlite3_stmt *s, struct store_sandbox *out, struct sbx_err *err)
   out->commands_executed = sqlite3_column_int64 (s, 10);
   out->terminated_at_ms = sqlite3_column_int64 (s, 11);
   copy_col (s, 12, out->reason, sizeof out->reason);
+  copy_col (s, 13, out->owner, sizeof out->owner);
+  out->charge_ref = sqlite3_column_int64 (s, 14);
   if ((sqlite3_column_type (s, 8) != SQLITE_NULL && !(out->env_json = dup_col (s, 8)))
       || (sqlite3_column_type (s, 9) != SQLITE_NULL && !(out->workdir = dup_col (s, 9))))
     {
@@ -191,19 +196,29 @@ int
 store_sandbox_list (struct store *st, int status, struct store_sandbox **out, size_t *n,
                     struct sbx_err *err)
 {
-  static const char all[] = "SELECT " SANDBOX_COLS " FROM sandboxes ORDER BY created_at, id";
-  static const char by[]
-      = "SELECT " SANDBOX_COLS " FROM sandboxes WHERE status = ?1 ORDER BY created_at, id";
+  return store_sandbox_list_owned (st, status, NULL, out, n, err);
+}
+
+int
+store_sandbox_list_owned (struct store *st, int status, const char *owner,
+                          struct store_sandbox **out, size_t *n, struct sbx_err *err)
+{
+  /* ?1 NULL matches every status, ?2 NULL every owner. */
+  static const char sql[] = "SELECT " SANDBOX_COLS " FROM sandboxes"
+                            " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2)"
+                            " ORDER BY created_at, id";
   struct store_sandbox *list = NULL;
   size_t len = 0, cap = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
     cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, status < 0 ? all : by, &s, err) < 0)
+    if (store_prepare (st, sql, &s, err) < 0)
       goto out;
     if (status >= 0)
       sqlite3_bind_text (s, 1, store_status_name (status), -1, SQLITE_STATIC);
+    if (owner)
+      sqlite3_bind_text (s, 2, owner, -1, SQLITE_TRANSIENT);
     int r;
     while ((r = sqlite3_step (s)) == SQLITE_ROW)
       {

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store; /* opaque */
 
@@ -33,6 +33,9 @@ struct store_sandbox {
   int64_t commands_executed;
   int64_t terminated_at_ms;  /* 0 while running */
   char reason[128];          /* why it ended; "" while running */
+  char owner[96];            /* who may use it: "local", "acct:<id>", "x402:0x<addr>";
+                                "" on insert means "local" */
+  int64_t charge_ref;        /* ledger seq of the charge that paid for it; 0: none */
 };
 
 /* Release the owned strings of a record (the struct itself is the caller's). */
@@ -75,6 +78,9 @@ int store_sandbox_terminate (struct store *st, const char *id, int64_t at_ms, co
 int store_sandbox_list (struct store *st, int status, struct store_sandbox **out, size_t *n,
                         struct sbx_err *err);
 void store_sandbox_list_free (struct store_sandbox *list, size_t n);
+/* Same, only the sandboxes of one owner (owner NULL: everyone's). */
+int store_sandbox_list_owned (struct store *st, int status, const char *owner,
+                              struct store_sandbox **out, size_t *n, struct sbx_err *err);
 /* Record one exec and bump its sandbox's commands_executed, in one transaction. */
 int store_exec_record (struct store *st, const struct store_exec *e, struct sbx_err *err);
 /* Number of exec records of a sandbox (tests, audit). */
