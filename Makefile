@@ -24,7 +24,7 @@ endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
 SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lpthread
-CLI_LIBS    = -ljansson -lseccomp -lcurl -lpthread
+CLI_LIBS    = -ljansson -lseccomp -lpthread  # libcurl: loaded on demand, see src/cli/curl_lazy.c
 
 all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe
 
