@@ -59,14 +59,10 @@ conn_update (struct conn *c)
     c->throttled = true;
   else if (queued (c) < AGENT_QUEUE_LOW)
     c->throttled = false;
-  bool stdin_full = false;
-  for (struct exec *e = c->execs; e; e = e->next)
-    {
-      if (was != c->throttled)
-        exec_update (e);
-      if (e->inq.len - e->inq_off > AGENT_STDIN_HIGH)
-        stdin_full = true;
-    }
+  /* Not from here (we may be inside a send): the loop pumps after the batch. */
+  if (was && !c->throttled)
+    c->want_pump = true;
+  bool stdin_full = follow_stdin_full (c);
   uint32_t ev = 0;
   if (!c->throttled && !stdin_full)
     ev |= EPOLLIN;
@@ -102,21 +98,57 @@ conn_send (struct conn *c, uint8_t type, uint32_t id, const void *p, uint32_t le
   conn_update (c);
 }
 
-void
-conn_send_error (struct conn *c, uint32_t id, uint32_t code, const char *fmt, ...)
+static void
+send_error_v (struct conn *c, uint32_t id, uint32_t code, int sys_errno, const char *fmt,
+              va_list ap)
 {
   char msg[512];
-  va_list ap;
-  va_start (ap, fmt);
   vsnprintf (msg, sizeof msg, fmt, ap);
-  va_end (ap);
   struct proto_buf b = { 0 };
-  if (proto_error_encode (&b, code, msg) < 0)
+  if (proto_error_encode_errno (&b, code, sys_errno, msg) < 0)
     {
       oom_close (c);
       return;
     }
   conn_send (c, PROTO_ERROR, id, b.data, (uint32_t) b.len);
+  proto_buf_free (&b);
+}
+
+void
+conn_send_error (struct conn *c, uint32_t id, uint32_t code, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  send_error_v (c, id, code, 0, fmt, ap);
+  va_end (ap);
+}
+
+void
+conn_send_errno (struct conn *c, uint32_t id, int sys_errno, const char *fmt, ...)
+{
+  uint32_t code = sys_errno == ENOENT || sys_errno == ESRCH ? SBX_E_NOT_FOUND
+                  : sys_errno == ENOMEM || sys_errno == ENOSPC || sys_errno == EMFILE
+                      ? SBX_E_CAPACITY
+                      : SBX_E_INVALID;
+  va_list ap;
+  va_start (ap, fmt);
+  send_error_v (c, id, code, sys_errno, fmt, ap);
+  va_end (ap);
+}
+
+void
+conn_send_msg (struct conn *c, uint8_t type, uint32_t id, const struct proto_msg *m)
+{
+  struct proto_buf b = { 0 };
+  if (proto_msg_encode (m, &b) < 0)
+    {
+      proto_buf_free (&b);
+      if (errno == EMSGSIZE)
+        return conn_send_error (c, id, SBX_E_INTERNAL, "reply too large");
+      oom_close (c);
+      return;
+    }
+  conn_send (c, type, id, b.data, (uint32_t) b.len);
   proto_buf_free (&b);
 }
 
@@ -151,9 +183,10 @@ conn_close (struct conn *c)
     return;
   struct agent *a = c->agent;
   c->dead = true;
-  /* Nobody is left to read these programs: kill their process groups. */
-  while (c->execs)
-    exec_abandon (c->execs);
+  /* Foreground execs are killed; background ones keep running. */
+  follow_conn_closed (c);
+  files_conn_closed (c);
+  watch_conn_closed (c);
   LOG_DEBUG ("connection %d closed (%zu were open)", c->w.fd, a->nconns);
   agent_watch_close (a, &c->w);
   if (c->prev)
@@ -166,15 +199,6 @@ conn_close (struct conn *c)
   c->prev = NULL;
   c->next = a->dead_conns;
   a->dead_conns = c;
-}
-
-struct exec *
-conn_find_exec (struct conn *c, uint32_t id)
-{
-  for (struct exec *e = c->execs; e; e = e->next)
-    if (e->id == id)
-      return e;
-  return NULL;
 }
 
 static uint32_t
@@ -207,7 +231,7 @@ handle_frame (struct conn *c, const struct proto_frame *f)
 {
   if (!c->hello_done)
     return handle_hello (c, f);
-  struct exec *e;
+  struct follow *fo;
   switch (f->type)
     {
     case PROTO_HELLO:
@@ -216,12 +240,30 @@ handle_frame (struct conn *c, const struct proto_frame *f)
     case PROTO_PING:
       return conn_send (c, PROTO_PONG, f->id, f->payload, f->len);
     case PROTO_EXEC_START:
-      return exec_start (c, f->id, f->payload, f->len);
+      return proc_exec_start (c, f->id, f->payload, f->len);
     case PROTO_EXEC_STDIN:
       /* Data for an exec that just ended races with its EXEC_EXIT: dropped. */
-      if ((e = conn_find_exec (c, f->id)))
-        exec_stdin (e, f->payload, f->len);
+      if ((fo = follow_find (c, f->id)) && fo->mode == FOL_STREAM)
+        {
+          proc_stdin (fo->proc, f->payload, f->len, f->len == 0);
+          conn_update (c);
+        }
       return;
+    case PROTO_PROC_OUTPUT:
+    case PROTO_PROC_WAIT:
+    case PROTO_PROC_STDIN:
+    case PROTO_PROC_SIGNAL:
+    case PROTO_PROC_RESIZE:
+    case PROTO_PROC_LIST:
+      return follow_request (c, f);
+    case PROTO_FILE_READ:
+    case PROTO_FILE_WRITE:
+    case PROTO_FILE_OP:
+      return files_request (c, f);
+    case PROTO_FILE_DATA:
+      return files_data (c, f);
+    case PROTO_WATCH:
+      return watch_start (c, f);
     case PROTO_EXEC_SIGNAL:
       {
         if (f->len != 4)
@@ -229,8 +271,8 @@ handle_frame (struct conn *c, const struct proto_frame *f)
         uint32_t sig = get_be32 (f->payload);
         if (sig == 0 || sig >= (uint32_t) NSIG)
           return conn_send_error (c, 0, SBX_E_INVALID, "exec %u: invalid signal %u", f->id, sig);
-        if ((e = conn_find_exec (c, f->id)))
-          exec_signal (e, (int) sig);
+        if ((fo = follow_find (c, f->id)) && fo->mode == FOL_STREAM)
+          proc_signal (fo->proc, (int) sig);
         return;
       }
     default:

@@ -20,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #define LISTEN_FD 3
@@ -55,16 +56,47 @@ agent_watch_close (struct agent *a, struct watch *w)
   w->events = 0;
 }
 
+int
+agent_timer_open (uint64_t ms, struct sbx_err *err)
+{
+  int fd = timerfd_create (CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (fd < 0)
+    return sbx_err_sys (err, "timerfd");
+  if (ms == 0)
+    ms = 1; /* a zero it_value would disarm it */
+  struct itimerspec its = { .it_value = { .tv_sec = (time_t) (ms / 1000),
+                                          .tv_nsec = (long) (ms % 1000) * 1000000 } };
+  if (timerfd_settime (fd, 0, &its, NULL) < 0)
+    {
+      sbx_err_sys (err, "timerfd_settime");
+      close (fd);
+      return -1;
+    }
+  return fd;
+}
+
 static void
 free_dead (struct agent *a)
 {
-  while (a->dead_execs)
+  while (a->dead_procs)
     {
-      struct exec *e = a->dead_execs;
-      a->dead_execs = e->next;
-      proto_buf_free (&e->inq);
-      free (e);
+      struct proc *p = a->dead_procs;
+      a->dead_procs = p->next;
+      proto_buf_free (&p->inq);
+      ring_free (&p->ring[0]);
+      ring_free (&p->ring[1]);
+      free (p->key);
+      free (p->command);
+      free (p);
     }
+  while (a->dead_follows)
+    {
+      struct follow *f = a->dead_follows;
+      a->dead_follows = f->next;
+      free (f);
+    }
+  files_free_dead (a);
+  watch_free_dead (a);
   while (a->dead_conns)
     {
       struct conn *c = a->dead_conns;
@@ -72,6 +104,36 @@ free_dead (struct agent *a)
       proto_reader_free (&c->rd);
       proto_buf_free (&c->outq);
       free (c);
+    }
+}
+
+/* Work flagged during the batch: connections whose queue drained get their requests
+ * pumped, processes whose readers made room are read again. Each round only moves data
+ * forward, so this ends; the bound is a guard. */
+static void
+run_deferred (struct agent *a)
+{
+  for (int guard = 0; guard < 100000; guard++)
+    {
+      struct conn *c = a->conns;
+      while (c && !(c->want_pump && !c->dead))
+        c = c->next;
+      if (c)
+        {
+          c->want_pump = false;
+          follow_conn_pump (c);
+          if (!c->dead)
+            files_conn_pump (c);
+          if (!c->dead)
+            watch_conn_resume (c);
+          continue; /* the lists may have changed: look again from the start */
+        }
+      struct proc *p = a->procs;
+      while (p && !(p->want_poke && !p->dead))
+        p = p->next;
+      if (!p)
+        return;
+      proc_poke (p);
     }
 }
 
@@ -98,9 +160,12 @@ loop (struct agent *a)
             case W_LISTEN: agent_accept (a); break;
             case W_SIGNAL: agent_reap (a); break;
             case W_CONN: conn_event (w->owner, evs[i].events); break;
-            default: exec_event (w, evs[i].events); break;
+            case W_FOLLOW_TIMER: follow_timer_event (w->owner); break;
+            case W_INOTIFY: watch_event (w->owner); break;
+            default: proc_event (w, evs[i].events); break;
             }
         }
+      run_deferred (a);
       free_dead (a);
     }
 }
@@ -129,6 +194,9 @@ setup (struct agent *a)
   a->devnull = open ("/dev/null", O_RDWR | O_CLOEXEC);
   if (a->devnull < 0)
     return die ("open /dev/null");
+  a->rootfd = open ("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (a->rootfd < 0)
+    return die ("open /");
 
   int acc = 0;
   socklen_t sl = sizeof acc;

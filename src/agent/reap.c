@@ -7,13 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static struct exec *
+static struct proc *
 find_pid (struct agent *a, pid_t pid)
 {
-  for (struct conn *c = a->conns; c; c = c->next)
-    for (struct exec *e = c->execs; e; e = e->next)
-      if (e->pid == pid)
-        return e;
+  for (struct proc *p = a->procs; p; p = p->next)
+    if (p->pid == pid)
+      return p;
   return NULL;
 }
 
@@ -33,8 +32,8 @@ agent_reap (struct agent *a)
         continue;
       if (pid <= 0)
         return; /* 0: children remain, none exited; ECHILD: no children */
-      struct exec *e = find_pid (a, pid);
-      if (e)
-        exec_finish (e, status, &ru);
+      struct proc *p = find_pid (a, pid);
+      if (p)
+        proc_exited (p, status, &ru);
     }
 }

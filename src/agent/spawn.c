@@ -11,7 +11,8 @@
  *   2. setsid: own session and process group (EXEC_SIGNAL and timeouts hit the group)
  *   3. oom_score_adj "0": PID 1 runs at -999 so the OOM killer spares it, commands must not
  *   4. chdir(cwd)
- *   5. stdin (/dev/null or the pipe), stdout and stderr pipes on 0-2; RLIMIT_NOFILE as we got it
+ *   5. stdin (/dev/null or the pipe), stdout and stderr pipes on 0-2; RLIMIT_NOFILE as we got it.
+ *      With a pty, its slave is 0-2 and becomes the controlling terminal (TIOCSCTTY).
  *   6. error pipe on fd 3 (CLOEXEC), close_range(4, ~0U): nothing else leaks into the command
  *   7. execve, searching PATH of the request's env. On failure the command "runs" and
  *      fails like in a shell: "sbx: argv0: reason" on its stderr, exit 127 (not found) or 126. */
@@ -22,13 +23,15 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-enum stage { STAGE_SIGNALS = 1, STAGE_SETSID, STAGE_OOM, STAGE_CHDIR, STAGE_STDIO, STAGE_FDS,
-             STAGE_EXEC };
+enum stage { STAGE_SIGNALS = 1, STAGE_SETSID, STAGE_OOM, STAGE_CHDIR, STAGE_STDIO, STAGE_TTY,
+             STAGE_FDS, STAGE_EXEC };
 
 struct child_report {
   int stage;
@@ -43,6 +46,7 @@ struct child_ctx {
   const char *path; /* PATH to search */
   int stdin_fd, stdout_fd, stderr_fd, report_fd;
   bool reset_oom;
+  bool ctty; /* fd 0 is a pty slave: make it the controlling terminal */
   const struct rlimit *nofile;
 };
 
@@ -56,6 +60,7 @@ stage_name (int stage)
     case STAGE_OOM: return "reset oom_score_adj";
     case STAGE_CHDIR: return "chdir";
     case STAGE_STDIO: return "set up stdio";
+    case STAGE_TTY: return "set the controlling terminal";
     case STAGE_FDS: return "close fds";
     default: return "exec";
     }
@@ -164,6 +169,8 @@ child_main (const struct child_ctx *cx)
   if (dup2 (cx->stdin_fd, 0) < 0 || dup2 (cx->stdout_fd, 1) < 0 || dup2 (cx->stderr_fd, 2) < 0
       || setrlimit (RLIMIT_NOFILE, cx->nofile) < 0)
     child_fail (cx, STAGE_STDIO);
+  if (cx->ctty && ioctl (0, TIOCSCTTY, 0) < 0)
+    child_fail (cx, STAGE_TTY);
   /* The report pipe moves to fd 3 (it is above 4: fds 3 and 4 are ours). */
   if (dup3 (cx->report_fd, 3, O_CLOEXEC) < 0)
     child_fail (cx, STAGE_FDS);
@@ -222,12 +229,91 @@ close_pair (int p[2])
       }
 }
 
+/* Wait for the child's report: 0 when it exec'd (or "ran" and failed like a shell). */
+static int
+child_result (int rep_rd, const struct child_ctx *cx, const struct proto_exec_req *req,
+              struct sbx_err *err)
+{
+  struct child_report r;
+  ssize_t n = sbx_read_full (rep_rd, &r, sizeof r);
+  if (n == (ssize_t) sizeof r && r.stage != STAGE_EXEC)
+    {
+      /* It never became the command: the reaper collects it like any orphan. */
+      errno = r.err;
+      sbx_err_sys (err, "%s \"%s\"", stage_name (r.stage),
+                   r.stage == STAGE_CHDIR ? cx->cwd : req->argv[0]);
+      err->code = r.stage == STAGE_CHDIR ? SBX_E_INVALID : SBX_E_EXEC_FAILED;
+      return -1;
+    }
+  return 0;
+}
+
+/* A new pty from /dev/ptmx (the sandbox's own devpts instance); the slave is opened from
+ * the master with TIOCGPTPEER, so no path under /dev/pts is looked up. */
+static int
+spawn_pty (const struct agent *a, const struct proto_exec_req *req, struct spawn_io *io,
+           struct sbx_err *err)
+{
+  cleanup_close int master = posix_openpt (O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0)
+    return sbx_err_sys (err, "open /dev/ptmx");
+  int unlock = 0;
+  if (ioctl (master, TIOCSPTLCK, &unlock) < 0)
+    return sbx_err_sys (err, "unlock pty");
+  struct winsize ws = { .ws_row = (unsigned short) (req->rows ? req->rows : 24),
+                        .ws_col = (unsigned short) (req->cols ? req->cols : 80) };
+  if (ioctl (master, TIOCSWINSZ, &ws) < 0)
+    return sbx_err_sys (err, "set pty size");
+  cleanup_close int slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0)
+    return sbx_err_sys (err, "open pty slave");
+  int rep[2] = { -1, -1 };
+  if (pipe2 (rep, O_CLOEXEC) < 0)
+    return sbx_err_sys (err, "pipe");
+  cleanup_close int rep_rd = rep[0];
+  cleanup_close int rep_wr = rep[1];
+  cleanup_close int dup_in = fcntl (master, F_DUPFD_CLOEXEC, 0);
+  if (dup_in < 0 || sbx_set_nonblock (master, 1) < 0)
+    return sbx_err_sys (err, "pty master");
+  struct child_ctx cx = {
+    .argv = req->argv,
+    .env = req->env,
+    .cwd = req->cwd ? req->cwd : "/",
+    .path = find_path (req),
+    .stdin_fd = slave,
+    .stdout_fd = slave,
+    .stderr_fd = slave,
+    .report_fd = rep_wr,
+    .reset_oom = a->reset_oom,
+    .ctty = true,
+    .nofile = &a->nofile,
+  };
+  pid_t pid = spawn_child (&cx);
+  if (pid < 0)
+    {
+      sbx_err_sys (err, "vfork");
+      err->code = errno == EAGAIN ? SBX_E_CAPACITY : SBX_E_INTERNAL;
+      return -1;
+    }
+  close (steal_fd (&rep_wr));
+  close (steal_fd (&slave)); /* the master reads EIO once every slave holder is gone */
+  if (child_result (rep_rd, &cx, req, err) < 0)
+    return -1;
+  io->pid = pid;
+  io->out_fd = steal_fd (&master);
+  io->err_fd = -1;
+  io->in_fd = req->stdin_mode == PROTO_STDIN_PIPE ? steal_fd (&dup_in) : -1;
+  return 0;
+}
+
 int
 agent_spawn (const struct agent *a, const struct proto_exec_req *req, struct spawn_io *io,
              struct sbx_err *err)
 {
   int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in[2] = { -1, -1 }, rep[2] = { -1, -1 };
   int rc = -1;
+  if (req->pty)
+    return spawn_pty (a, req, io, err);
   bool want_in = req->stdin_mode == PROTO_STDIN_PIPE;
   if (pipe2 (out, O_CLOEXEC) < 0 || pipe2 (errp, O_CLOEXEC) < 0 || pipe2 (rep, O_CLOEXEC) < 0
       || (want_in && pipe2 (in, O_CLOEXEC) < 0))
@@ -265,17 +351,8 @@ agent_spawn (const struct agent *a, const struct proto_exec_req *req, struct spa
   /* The child has exec'd or exited: the report is there, or EOF. */
   close (rep[1]);
   rep[1] = -1;
-  struct child_report r;
-  ssize_t n = sbx_read_full (rep[0], &r, sizeof r);
-  if (n == (ssize_t) sizeof r && r.stage != STAGE_EXEC)
-    {
-      /* It never became the command: the reaper collects it like any orphan. */
-      errno = r.err;
-      sbx_err_sys (err, "%s \"%s\"", stage_name (r.stage),
-                   r.stage == STAGE_CHDIR ? cx.cwd : req->argv[0]);
-      err->code = r.stage == STAGE_CHDIR ? SBX_E_INVALID : SBX_E_EXEC_FAILED;
-      goto out;
-    }
+  if (child_result (rep[0], &cx, req, err) < 0)
+    goto out;
   io->pid = pid;
   io->out_fd = steal_fd (&out[0]);
   io->err_fd = steal_fd (&errp[0]);

@@ -38,7 +38,7 @@ proto_header_encode (uint8_t hdr[PROTO_HEADER_SIZE], uint8_t type, uint32_t id, 
 int
 proto_type_valid (uint8_t type)
 {
-  return type >= PROTO_HELLO && type <= PROTO_PONG;
+  return type >= PROTO_HELLO && type <= PROTO_TYPE_MAX;
 }
 
 int

@@ -209,7 +209,14 @@ proto_exec_req_encode (const struct proto_exec_req *req, struct proto_buf *out)
     goto fail;
   if (put_u32 (out, PROTO_TAG_EXEC_STDIN_MODE, req->stdin_mode) < 0
       || put_u64 (out, PROTO_TAG_EXEC_TIMEOUT_MS, req->timeout_ms) < 0
-      || put_u64 (out, PROTO_TAG_EXEC_MAX_OUTPUT, req->max_output) < 0
+      || put_u64 (out, PROTO_TAG_EXEC_MAX_OUTPUT, req->max_output) < 0)
+    goto fail;
+  /* The newer tags only when used: an older agent never sees them. */
+  if ((req->background && put_u8 (out, PROTO_TAG_EXEC_BACKGROUND, 1) < 0)
+      || (req->key && put_str (out, PROTO_TAG_EXEC_KEY, req->key) < 0)
+      || (req->pty && (put_u8 (out, PROTO_TAG_EXEC_PTY, 1) < 0
+                       || put_u32 (out, PROTO_TAG_EXEC_ROWS, req->rows) < 0
+                       || put_u32 (out, PROTO_TAG_EXEC_COLS, req->cols) < 0))
       || check_size (out, start) < 0)
     goto fail;
   return 0;
@@ -232,6 +239,7 @@ proto_exec_req_free (struct proto_exec_req *req)
   free (req->argv);
   free (req->env);
   free (req->cwd);
+  free (req->key);
   memset (req, 0, sizeof *req);
 }
 
@@ -281,6 +289,28 @@ proto_exec_req_decode (const uint8_t *p, size_t n, struct proto_exec_req *req,
             return sbx_err_wrap (err, "decode exec request");
           req->max_output = x;
           break;
+        case PROTO_TAG_EXEC_BACKGROUND:
+        case PROTO_TAG_EXEC_PTY:
+          if (get_uint (v, len, 1, &x, tag, err) < 0)
+            return sbx_err_wrap (err, "decode exec request");
+          if (tag == PROTO_TAG_EXEC_PTY)
+            req->pty = x != 0;
+          else
+            req->background = x != 0;
+          break;
+        case PROTO_TAG_EXEC_ROWS:
+        case PROTO_TAG_EXEC_COLS:
+          if (get_uint (v, len, 4, &x, tag, err) < 0)
+            return sbx_err_wrap (err, "decode exec request");
+          *(tag == PROTO_TAG_EXEC_ROWS ? &req->rows : &req->cols) = (uint32_t) x;
+          break;
+        case PROTO_TAG_EXEC_KEY:
+          if (check_str (v, len, tag, err) < 0)
+            return sbx_err_wrap (err, "decode exec request");
+          if (len == 0 || len > 128)
+            return sbx_err_set (err, SBX_E_PROTO, 0, "decode exec request: key of %u bytes",
+                                len);
+          break;
         default:
           continue; /* unknown: skipped, forward compatible */
         }
@@ -304,7 +334,8 @@ proto_exec_req_decode (const uint8_t *p, size_t n, struct proto_exec_req *req,
   while (tlv_next (&it, &tag, &v, &len, err) > 0)
     {
       char *s;
-      if (tag != PROTO_TAG_EXEC_ARGV && tag != PROTO_TAG_EXEC_ENV && tag != PROTO_TAG_EXEC_CWD)
+      if (tag != PROTO_TAG_EXEC_ARGV && tag != PROTO_TAG_EXEC_ENV && tag != PROTO_TAG_EXEC_CWD
+          && tag != PROTO_TAG_EXEC_KEY)
         continue;
       if (!(s = dup_str (v, len, tag, err)))
         goto fail;
@@ -312,6 +343,8 @@ proto_exec_req_decode (const uint8_t *p, size_t n, struct proto_exec_req *req,
         req->argv[req->argc++] = s;
       else if (tag == PROTO_TAG_EXEC_ENV)
         req->env[req->envc++] = s;
+      else if (tag == PROTO_TAG_EXEC_KEY)
+        req->key = s;
       else
         req->cwd = s;
     }
@@ -417,6 +450,41 @@ proto_error_encode (struct proto_buf *out, uint32_t code, const char *msg)
       out->len = start;
       return -1;
     }
+  return 0;
+}
+
+int
+proto_error_encode_errno (struct proto_buf *out, uint32_t code, int sys_errno, const char *msg)
+{
+  size_t start = out->len;
+  if (proto_error_encode (out, code, msg) < 0
+      || (sys_errno > 0 && put_u32 (out, PROTO_TAG_ERROR_ERRNO, (uint32_t) sys_errno) < 0))
+    {
+      out->len = start;
+      return -1;
+    }
+  return 0;
+}
+
+int
+proto_error_decode_errno (const uint8_t *p, size_t n, uint32_t *code, int *sys_errno,
+                          char *msg, size_t cap, struct sbx_err *err)
+{
+  if (proto_error_decode (p, n, code, msg, cap, err) < 0)
+    return -1;
+  *sys_errno = 0;
+  struct tlv_iter it = { p, n, 0 };
+  uint16_t tag;
+  const uint8_t *v;
+  uint32_t len;
+  uint64_t x = 0;
+  while (tlv_next (&it, &tag, &v, &len, err) > 0)
+    if (tag == PROTO_TAG_ERROR_ERRNO)
+      {
+        if (get_uint (v, len, 4, &x, tag, err) < 0)
+          return sbx_err_wrap (err, "decode error");
+        *sys_errno = x < 4096 ? (int) x : 0;
+      }
   return 0;
 }
 

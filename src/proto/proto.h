@@ -31,7 +31,27 @@ enum proto_type {
                              is the last frame of that exec (sbx-side failure, not the program's) */
   PROTO_PING = 10,        /* either way: payload echoed back in PONG */
   PROTO_PONG = 11,
+  /* Processes that outlive their connection, files and watches (docs/protocol.md). The
+   * frame id is the host's request id on this connection; payloads are TLV with the
+   * "message" tags of enum proto_mtag, decoded into struct proto_msg. */
+  PROTO_PROC_OUTPUT = 12, /* host->agent: read or follow a process's output from offsets */
+  PROTO_PROC_WAIT = 13,   /* host->agent: PROC_INFO once it exited or WAIT_MS passed */
+  PROTO_PROC_STDIN = 14,  /* host->agent: DATA and/or EOF for a process's stdin */
+  PROTO_PROC_SIGNAL = 15, /* host->agent: SIGNAL to a process's group */
+  PROTO_PROC_RESIZE = 16, /* host->agent: ROWS, COLS of a process's pty */
+  PROTO_PROC_LIST = 17,   /* host->agent: PROC_INFO for every process, then DONE */
+  PROTO_PROC_INFO = 18,   /* agent->host: a process's state and offsets */
+  PROTO_DONE = 19,        /* agent->host: the request succeeded; last frame of it */
+  PROTO_FILE_READ = 20,   /* host->agent: PATH, OFFSET, LENGTH: FILE_INFO, FILE_DATA..., DONE */
+  PROTO_FILE_WRITE = 21,  /* host->agent: PATH, MODE, FLAGS: READY, then host FILE_DATA... */
+  PROTO_FILE_DATA = 22,   /* both ways: raw bytes (<= 64 KiB); host->agent empty = end */
+  PROTO_FILE_OP = 23,     /* host->agent: OP (stat, list, mkdir, remove, rename) */
+  PROTO_FILE_INFO = 24,   /* agent->host: one file's metadata */
+  PROTO_WATCH = 25,       /* host->agent: PATH, FLAGS: READY, then WATCH_EVENT until close */
+  PROTO_READY = 26,       /* agent->host: the request is accepted, go on */
+  PROTO_WATCH_EVENT = 27, /* agent->host: KIND, PATH */
 };
+#define PROTO_TYPE_MAX PROTO_WATCH_EVENT
 
 /* TLV tags (u16). Integers are big-endian with the exact width shown; strings are bytes
  * without NUL and without terminator. Tags below 64 other than ARGV/ENV may appear at most
@@ -46,6 +66,11 @@ enum proto_tag {
   PROTO_TAG_EXEC_STDIN_MODE = 4, /* u32 */
   PROTO_TAG_EXEC_TIMEOUT_MS = 5, /* u64 */
   PROTO_TAG_EXEC_MAX_OUTPUT = 6, /* u64 */
+  PROTO_TAG_EXEC_BACKGROUND = 7, /* u8: survives its connection; no output on it */
+  PROTO_TAG_EXEC_KEY = 8,        /* string: client-chosen exec id (idempotency) */
+  PROTO_TAG_EXEC_PTY = 9,        /* u8: stdin/stdout/stderr on a new pty */
+  PROTO_TAG_EXEC_ROWS = 10,      /* u32 */
+  PROTO_TAG_EXEC_COLS = 11,      /* u32 */
 
   PROTO_TAG_EXIT_CODE = 1,             /* u32 (int32 two's complement), required */
   PROTO_TAG_EXIT_SIGNAL = 2,           /* u32 */
@@ -60,7 +85,101 @@ enum proto_tag {
 
   PROTO_TAG_ERROR_CODE = 1,    /* u32: enum sbx_code */
   PROTO_TAG_ERROR_MESSAGE = 2, /* string (at most 4096 bytes are sent) */
+  PROTO_TAG_ERROR_ERRNO = 3,   /* u32: errno of a failed file operation, if any */
 };
+
+/* Tags of the new messages (frame types 12-27 and the TLV after EXEC_STARTED's pid). All
+ * single-valued. Integers: u8 flags, u32, u64 as listed in struct proto_msg. */
+enum proto_mtag {
+  PROTO_M_PROC_ID = 1,      /* u32 */
+  PROTO_M_PID = 2,          /* u32 */
+  PROTO_M_RUNNING = 3,      /* u8 */
+  PROTO_M_EXIT_CODE = 4,    /* u32 (int32) */
+  PROTO_M_SIGNAL = 5,       /* u32 */
+  PROTO_M_OUT_START = 6,    /* u64 */
+  PROTO_M_ERR_START = 7,    /* u64 */
+  PROTO_M_OUT_END = 8,      /* u64 */
+  PROTO_M_ERR_END = 9,      /* u64 */
+  PROTO_M_OUT_TOTAL = 10,   /* u64 */
+  PROTO_M_ERR_TOTAL = 11,   /* u64 */
+  PROTO_M_OUT_EARLIEST = 12,/* u64 */
+  PROTO_M_ERR_EARLIEST = 13,/* u64 */
+  PROTO_M_WAIT_MS = 14,     /* u64 */
+  PROTO_M_MAX_BYTES = 15,   /* u64 */
+  PROTO_M_FOLLOW = 16,      /* u8 */
+  PROTO_M_DATA = 17,        /* bytes (may contain NUL) */
+  PROTO_M_EOF = 18,         /* u8 */
+  PROTO_M_ROWS = 19,        /* u32 */
+  PROTO_M_COLS = 20,        /* u32 */
+  PROTO_M_KEY = 21,         /* string */
+  PROTO_M_PTY = 22,         /* u8 */
+  PROTO_M_PATH = 23,        /* string */
+  PROTO_M_PATH2 = 24,       /* string: rename target; listing: path relative to the root */
+  PROTO_M_MODE = 25,        /* u32: st_mode (type and permission bits) */
+  PROTO_M_SIZE = 26,        /* u64 */
+  PROTO_M_MTIME_NS = 27,    /* u64 */
+  PROTO_M_DEPTH = 28,       /* u32 */
+  PROTO_M_FLAGS = 29,       /* u32: enum proto_mflag */
+  PROTO_M_KIND = 30,        /* u32: enum proto_file_op or enum proto_watch_kind */
+  PROTO_M_DURATION_US = 31, /* u64 */
+  PROTO_M_CPU_US = 32,      /* u64 */
+  PROTO_M_MAX_RSS_KB = 33,  /* u64 */
+  PROTO_M_COMMAND = 34,     /* string: argv joined by spaces (informative) */
+  PROTO_M_STARTED_MS = 35,  /* u64: wall clock */
+  PROTO_M_TIMED_OUT = 36,   /* u8 */
+  PROTO_M_TARGET = 37,      /* string: a symlink's target */
+  PROTO_M_UID = 38,         /* u32 */
+  PROTO_M_GID = 39,         /* u32 */
+  PROTO_M_EXISTING = 40,    /* u8: EXEC_KEY named a process that already existed */
+  PROTO_M_OFFSET = 41,      /* u64 */
+  PROTO_M_LENGTH = 42,      /* u64 */
+  PROTO_M_BACKGROUND = 43,  /* u8 */
+  PROTO_M_MAX = 43,
+};
+
+enum proto_mflag {
+  PROTO_F_RECURSIVE = 1u << 0, /* remove, watch */
+  PROTO_F_PARENTS = 1u << 1,   /* mkdir -p; write: create missing parent directories */
+  PROTO_F_APPEND = 1u << 2,    /* write: append instead of replace */
+  PROTO_F_EXIST_OK = 1u << 3,  /* mkdir: an existing directory is fine */
+  PROTO_F_DIR = 1u << 4,       /* watch event: the path is a directory */
+};
+
+enum proto_file_op {
+  PROTO_OP_STAT = 1,   /* PATH -> FILE_INFO, DONE */
+  PROTO_OP_LIST = 2,   /* PATH, DEPTH -> FILE_INFO per entry (PATH2 relative), DONE */
+  PROTO_OP_MKDIR = 3,  /* PATH, MODE, FLAGS PARENTS|EXIST_OK -> DONE */
+  PROTO_OP_REMOVE = 4, /* PATH, FLAGS RECURSIVE -> DONE */
+  PROTO_OP_RENAME = 5, /* PATH -> PATH2 -> DONE */
+};
+
+enum proto_watch_kind {
+  PROTO_W_CREATED = 1,
+  PROTO_W_MODIFIED = 2,
+  PROTO_W_DELETED = 3,
+  PROTO_W_MOVED_FROM = 4,
+  PROTO_W_MOVED_TO = 5,
+  PROTO_W_OVERFLOW = 6, /* events were lost (inotify queue overflow) */
+};
+
+/* A decoded message of the new frame types. `seen` has bit t set when tag t was present.
+ * Strings are NUL-terminated copies (owned; proto_msg_free); data points into the payload
+ * it was decoded from. */
+struct proto_msg {
+  uint64_t seen;
+  uint32_t proc_id, pid, signal, rows, cols, mode, depth, flags, kind, uid, gid;
+  int32_t exit_code;
+  uint8_t running, follow, eof, pty, timed_out, existing, background;
+  uint64_t out_start, err_start, out_end, err_end, out_total, err_total, out_earliest,
+      err_earliest, wait_ms, max_bytes, size, mtime_ns, duration_us, cpu_us, max_rss_kb,
+      started_ms, offset, length;
+  char *key, *path, *path2, *command, *target;
+  const uint8_t *data;
+  uint32_t data_len;
+};
+#define PROTO_HAS(m, tag) (((m)->seen >> (tag)) & 1u)
+/* Mark a field as present before encoding (the encoder writes only present fields). */
+#define PROTO_SET(m, tag) ((m)->seen |= 1ull << (tag))
 
 /* Largest chunk of EXEC_STDOUT/EXEC_STDERR/EXEC_STDIN data in one frame, by convention. */
 #define PROTO_DATA_CHUNK (64u * 1024)
@@ -80,6 +199,10 @@ struct proto_exec_req {
   uint32_t stdin_mode;  /* enum proto_stdin_mode */
   uint64_t timeout_ms;  /* 0: none. On expiry the process group is SIGKILLed */
   uint64_t max_output;  /* bytes sent per stream (stdout, stderr) before truncation; 0: none */
+  uint8_t background;   /* keeps running when the connection closes; no output on it */
+  uint8_t pty;          /* run on a new pty (stdout and stderr merged, stdin from it) */
+  uint32_t rows, cols;  /* pty size; 0: 24x80 */
+  char *key;            /* client-chosen exec id, NULL if none; at most 128 bytes */
 };
 
 struct proto_exec_exit {
@@ -167,6 +290,21 @@ int proto_exec_exit_decode (const uint8_t *p, size_t n, struct proto_exec_exit *
 int proto_error_encode (struct proto_buf *out, uint32_t code, const char *msg);
 int proto_error_decode (const uint8_t *p, size_t n, uint32_t *code, char *msg, size_t cap,
                         struct sbx_err *err);
+/* Same with an errno (0: none), for failed file operations. */
+int proto_error_encode_errno (struct proto_buf *out, uint32_t code, int sys_errno,
+                              const char *msg);
+int proto_error_decode_errno (const uint8_t *p, size_t n, uint32_t *code, int *sys_errno,
+                              char *msg, size_t cap, struct sbx_err *err);
+/* New messages (msg2.c). Encode appends the present fields; -1 with errno EMSGSIZE if the
+ * payload would exceed PROTO_MAX_PAYLOAD. Decode refuses wrong widths, repeated tags, NUL
+ * in strings; skips unknown tags. */
+int proto_msg_encode (const struct proto_msg *m, struct proto_buf *out);
+int proto_msg_decode (const uint8_t *p, size_t n, struct proto_msg *m, struct sbx_err *err);
+void proto_msg_free (struct proto_msg *m);
+/* EXEC_STARTED: u32 pid, then (since the process table) a TLV of PROC_ID and EXISTING. */
+int proto_started_encode (struct proto_buf *out, uint32_t pid, uint32_t proc_id, int existing);
+int proto_started_decode (const uint8_t *p, size_t n, uint32_t *pid, uint32_t *proc_id,
+                          int *existing, struct sbx_err *err);
 
 /* ---- host-side client helpers (blocking), used by `sbx run`, tests and sbxd ---- */
 /* Connect to an agent socket path and exchange HELLO. Returns a CLOEXEC fd or -1. r is

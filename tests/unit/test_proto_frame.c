@@ -178,7 +178,7 @@ test_reader_malformed (void **state)
   /* unknown types */
   const uint8_t t0[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0 };
   assert_int_equal (next_of (t0, sizeof t0, &err), -1);
-  const uint8_t t12[] = { 0, 0, 0, 0, 12, 0, 0, 0, 0 };
+  const uint8_t t12[] = { 0, 0, 0, 0, PROTO_TYPE_MAX + 1, 0, 0, 0, 0 };
   assert_int_equal (next_of (t12, sizeof t12, &err), -1);
   const uint8_t t255[] = { 0, 0, 0, 0, 255, 0, 0, 0, 0 };
   assert_int_equal (next_of (t255, sizeof t255, &err), -1);
