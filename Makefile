@@ -23,7 +23,7 @@ $(B)/lib$(1).a: $$($(1)_OBJS)
 endef
 $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 
-SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lpthread
+SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lcrypto -lpthread
 CLI_LIBS    = -ljansson -lseccomp -lpthread  # libcurl: loaded on demand, see src/cli/curl_lazy.c
 
 all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe

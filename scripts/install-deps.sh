@@ -15,11 +15,13 @@ PACKAGES=(
   libsqlite3-dev
   libcurl4-openssl-dev
   libsecp256k1-dev
+  libssl-dev  # SHA-256 of image layers (libcrypto)
   # images: mmdebstrap --mode=root builds the rootfs of the built-in images
   mmdebstrap
   debian-archive-keyring
   gpg
   mount
+  e2fsprogs  # mkfs.ext4 for volumes
   # tests
   libcmocka-dev
   python3

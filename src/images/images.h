@@ -32,3 +32,66 @@ struct img_info {
  * -1 on error (SBX_E_INVALID for an unknown name). */
 int img_stat (const char *state_dir, const char *name, struct img_info *info,
               struct sbx_err *err);
+
+/* ---- layers, snapshots, flattening, diffs (layer.c, tree.c, flatten.c, diff.c, snap.c) ----
+ * An image is a base (a built-in image's rootfs) plus a chain of read-only delta layers
+ * under <state_dir>/layers/<id>, ids derived from content (docs/images.md). */
+#define IMG_LAYER_ID_MAX 40
+#define IMG_CHAIN_MAX 8 /* delta layers over the base; a longer chain is flattened */
+
+/* <state_dir>/layers/<id> into out; SBX_E_INVALID for a malformed id. */
+int img_layer_path (const char *state_dir, const char *id, char out[PATH_MAX],
+                    struct sbx_err *err);
+/* Make a layer from a sandbox's upper layer: the tree under "upper/" of scratch_fd (the
+ * runtime's rt_sandbox_scratch_fd), owners shifted down by uid_base. parent is the id of
+ * the layer under it (or the base's name); the new id hashes it with the content. The
+ * caller freezes the sandbox around this. *bytes: disk use of the new layer. */
+int img_layer_from_upper (const char *state_dir, int scratch_fd, uint32_t uid_base,
+                          const char *parent, char id[IMG_LAYER_ID_MAX], uint64_t *bytes,
+                          struct sbx_err *err);
+/* Merge the delta layers ids[0..n) (bottom first) into one layer with the same meaning
+ * over the same base. */
+int img_layer_flatten (const char *state_dir, const char *base, const char *const *ids, size_t n,
+                       char id[IMG_LAYER_ID_MAX], uint64_t *bytes, struct sbx_err *err);
+/* Remove every layer directory (and leftover temp directory) whose id is not in keep.
+ * *removed and *freed (bytes) say what went. */
+int img_layer_gc (const char *state_dir, const char *const *keep, size_t n, size_t *removed,
+                  uint64_t *freed, struct sbx_err *err);
+
+#define IMG_VIEW_MAX 32
+/* A stack of directories, top first, as an overlay would merge them. uid_base[i] != 0
+ * says layer i holds host ids base.. (a sandbox's upper), 0 that it holds inside ids. */
+struct img_view {
+  int fds[IMG_VIEW_MAX];
+  uint32_t uid_base[IMG_VIEW_MAX];
+  int n;
+};
+struct img_diff {
+  char **created, **modified, **deleted; /* "/a/b", sorted */
+  size_t n_created, n_modified, n_deleted;
+};
+/* What changed from old to new. The first o_private layers of old and n_private of new
+ * are the ones not shared by both (the rest, at the bottom, are the same directories). */
+int img_diff_views (const struct img_view *old, int o_private, const struct img_view *nw,
+                    int n_private, struct img_diff *out, struct sbx_err *err);
+void img_diff_free (struct img_diff *d);
+
+/* ---- volumes (volume.c) ---------------------------------------------------------------
+ * A volume is an ext4 filesystem image <state_dir>/volumes/<name>.img (sparse, size_mb),
+ * loop-mounted by sbxd on <state_dir>/volumes/<name> (nosuid, nodev, noexec off) and
+ * bound into sandboxes idmapped. Its size is its quota; it outlives every sandbox. */
+#define IMG_VOLUME_MB_MIN 16
+#define IMG_VOLUME_MB_MAX (1024 * 1024)
+/* 1 if name is a valid volume name: [a-z0-9][a-z0-9_.-]{0,62}. */
+int img_volume_name_ok (const char *name);
+/* Create the image file and filesystem (mkfs.ext4) and mount it. */
+int img_volume_create (const char *state_dir, const char *name, uint64_t size_mb,
+                       struct sbx_err *err);
+/* Mount it if it is not mounted (sbxd start, first use); its mount point in dir. */
+int img_volume_mount (const char *state_dir, const char *name, char dir[PATH_MAX],
+                      struct sbx_err *err);
+/* Unmount (lazily) and remove the image file. */
+int img_volume_delete (const char *state_dir, const char *name, struct sbx_err *err);
+/* Bytes in use and total, from statfs of the mounted filesystem. */
+int img_volume_usage (const char *state_dir, const char *name, uint64_t *used, uint64_t *total,
+                      struct sbx_err *err);

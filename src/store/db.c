@@ -82,6 +82,7 @@ static const char *const migrations[] = {
   "  valid_before INTEGER NOT NULL,"
   "  state TEXT NOT NULL CHECK (state IN ('pending', 'done')),"
   "  charge_seq INTEGER NOT NULL REFERENCES charges (seq),"
+  "  sandbox_id TEXT,"
   "  facilitator_body TEXT NOT NULL,"
   "  status INTEGER,"
   "  response TEXT,"
@@ -94,6 +95,42 @@ static const char *const migrations[] = {
   "  PRIMARY KEY (payer, nonce)"
   ");"
   "CREATE INDEX payments_settlement ON payments (settlement);",
+  /* 2 -> 3: images (issue 5). An image is a base (a built-in image's name) plus a chain
+   * of layer ids (JSON array, bottom first); layers records each layer's disk use;
+   * volumes are named ext4 images; sandbox_volumes says which sandbox mounts which. See
+   * store_images.h. */
+  "CREATE TABLE images ("
+  "  id TEXT PRIMARY KEY NOT NULL,"
+  "  kind TEXT NOT NULL CHECK (kind IN ('build', 'snapshot')),"
+  "  status TEXT NOT NULL CHECK (status IN ('building', 'ready', 'failed')),"
+  "  base TEXT NOT NULL,"
+  "  layers TEXT NOT NULL DEFAULT '[]',"
+  "  env TEXT,"
+  "  workdir TEXT,"
+  "  parent TEXT,"
+  "  spec TEXT,"
+  "  error TEXT,"
+  "  created_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL"
+  ");"
+  "CREATE INDEX images_parent ON images (parent);"
+  "CREATE TABLE layers ("
+  "  id TEXT PRIMARY KEY NOT NULL,"
+  "  bytes INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL"
+  ");"
+  "CREATE TABLE volumes ("
+  "  name TEXT PRIMARY KEY NOT NULL,"
+  "  size_mb INTEGER NOT NULL,"
+  "  created_at INTEGER NOT NULL"
+  ");"
+  "CREATE TABLE sandbox_volumes ("
+  "  sandbox_id TEXT NOT NULL REFERENCES sandboxes (id) ON DELETE CASCADE,"
+  "  volume TEXT NOT NULL REFERENCES volumes (name),"
+  "  target TEXT NOT NULL,"
+  "  PRIMARY KEY (sandbox_id, target)"
+  ");"
+  "CREATE INDEX sandbox_volumes_volume ON sandbox_volumes (volume);",
 };
 _Static_assert (sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
                 "one migration per schema version");

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 struct store; /* opaque */
 
