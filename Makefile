@@ -26,7 +26,7 @@ $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lcrypto -lpthread
 CLI_LIBS    = -ljansson -lseccomp -lpthread  # libcurl: loaded on demand, see src/cli/curl_lazy.c
 
-all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe
+all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe $(B)/sbx-admin
 
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -44,6 +44,10 @@ $(B)/sbx-init: $(AGENT_OBJS) $(B)/libproto.a $(B)/libcommon.a
 CLI_OBJS = $(patsubst src/%.c,$(B)/obj/%.o,$(wildcard src/cli/*.c))
 $(B)/sbx: $(CLI_OBJS) $(B)/libimages.a $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a
 	$(CC) $(LDHARDEN) -o $@ $^ $(CLI_LIBS)
+
+# sbx-admin (`sbx admin`): accounts, API keys, settlements on the state dir's database.
+$(B)/sbx-admin: $(B)/obj/admin/main.o $(B)/libstore.a $(B)/libbilling.a $(B)/libcommon.a
+	$(CC) $(LDHARDEN) -o $@ $^ -ljansson -lsqlite3 -lpthread
 
 SBXD_LIBS = $(B)/libserver.a $(B)/libbilling.a $(B)/libstore.a $(B)/libimages.a \
             $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a

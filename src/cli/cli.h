@@ -10,6 +10,7 @@ int cli_cmd_exec (int argc, char **argv);
 int cli_cmd_status (int argc, char **argv);
 int cli_cmd_ls (int argc, char **argv);
 int cli_cmd_rm (int argc, char **argv);
+int cli_cmd_admin (int argc, char **argv); /* cmd_admin.c: accounts, keys, settlements */
 
 /* Path of a sibling binary (e.g. "sbx-init") next to /proc/self/exe, or from $SBX_INIT /
  * the install dir. Returns 0 and fills out. */

@@ -19,6 +19,7 @@ static const struct
   { "status", cli_cmd_status, "show a sandbox's status" },
   { "ls", cli_cmd_ls, "list sandboxes" },
   { "rm", cli_cmd_rm, "terminate a sandbox" },
+  { "admin", cli_cmd_admin, "accounts, API keys, x402 settlements (on the state dir, as root)" },
 };
 
 static void

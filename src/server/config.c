@@ -28,6 +28,8 @@ srv_config_defaults (struct srv_config *c)
   c->connection_limit = 512;
   c->connection_timeout = 120;
   c->prepare_image = 1;
+  c->network = BILL_NET_BASE;
+  bill_pricing_default (&c->pricing);
 }
 
 int
@@ -118,6 +120,7 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
   json_object_foreach (root, key, v)
     {
       uint64_t u;
+      int money;
       if (!strcmp (key, "listen") || !strcmp (key, "state_dir") || !strcmp (key, "log_level")
           || !strcmp (key, "init_path"))
         {
@@ -184,6 +187,11 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
               goto out;
             }
           c->prepare_image = json_is_true (v);
+        }
+      else if ((money = srv_config_money_key (c, key, v, err)) != 0)
+        {
+          if (money < 0)
+            goto out;
         }
       else
         {

@@ -104,6 +104,8 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   rec.memory_mb = req.memory_mb;
   rec.env_json = srv_env_to_json (&req.env);
   rec.workdir = req.workdir;
+  snprintf (rec.owner, sizeof rec.owner, "%s", srv_req_owner ());
+  rec.charge_ref = srv_req_charge_ref ();
   /* The row goes in first: if sbxd dies right after the spawn, the next start finds the
    * sandbox in the database and re-adopts or cleans it up. */
   int stored = store_sandbox_insert (s->store, &rec, &err);
@@ -214,7 +216,9 @@ srv_h_list (struct srv *s, const char *status, struct srv_reply *r)
   struct store_sandbox *list = NULL;
   size_t n = 0;
   struct sbx_err err = { 0 };
-  if (store_sandbox_list (s->store, want, &list, &n, &err) < 0)
+  /* With auth on, callers see only their own sandboxes. */
+  if (store_sandbox_list_owned (s->store, want, s->cfg.auth ? srv_req_owner () : NULL, &list,
+                                &n, &err) < 0)
     {
       srv_reply_err (r, &err);
       return;

@@ -25,8 +25,19 @@ struct req_ctx {
   size_t len, cap;
   int too_large;
   int done;        /* a response was queued early; ignore the rest */
+  int cors;        /* auth on: browsers may call us (CORS headers on every answer) */
   int64_t start_ns;
 };
+
+/* With authentication on, browsers may call sbxd: the payment headers must be allowed in
+ * and readable out (../shared/x402/x402.md section 8). */
+static void
+add_cors (struct MHD_Response *resp)
+{
+  MHD_add_response_header (resp, "Access-Control-Allow-Origin", "*");
+  MHD_add_response_header (resp, "Access-Control-Expose-Headers",
+                           "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE");
+}
 
 static enum MHD_Result
 send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
@@ -51,6 +62,8 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
     {
       free (txt);
       json_decref (r->body);
+      for (int i = 0; i < r->n_hdr; i++)
+        free (r->hdr[i].value);
       return MHD_NO;
     }
   MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -63,6 +76,14 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
       snprintf (ra, sizeof ra, "%d", r->retry_after);
       MHD_add_response_header (resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
+  for (int i = 0; i < r->n_hdr; i++)
+    {
+      MHD_add_response_header (resp, r->hdr[i].name, r->hdr[i].value);
+      free (r->hdr[i].value);
+    }
+  r->n_hdr = 0;
+  if (ctx->cors)
+    add_cors (resp);
   enum MHD_Result ret = MHD_queue_response (c, r->status, resp);
   MHD_destroy_response (resp);
   LOG_INFO ("%s %s -> %u (%lld ms)", method, url, r->status,
@@ -108,6 +129,16 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
   if (ctx->route == SRV_R_LIST)
     {
       srv_h_list (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "status"), r);
+      return;
+    }
+  if (ctx->route == SRV_R_PRICING)
+    {
+      srv_h_pricing (s, r);
+      return;
+    }
+  if (ctx->route == SRV_R_USAGE)
+    {
+      srv_h_usage (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "limit"), r);
       return;
     }
   json_t *body;
@@ -159,8 +190,21 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       pthread_mutex_unlock (&h->lock);
       const char *allow;
       ctx->route = srv_route_match (url, &allow);
+      ctx->cors = s->cfg.auth != 0;
       if (ctx->route == SRV_R_NONE)
         return send_error (c, 404, "not_found", "no such endpoint", method, url, ctx);
+      if (ctx->cors && !strcmp (method, "OPTIONS"))
+        {
+          /* CORS preflight (auth on): the paid retry of @x402/fetch carries non-simple
+           * headers, so browsers ask first. */
+          struct srv_reply pre = { .status = 204 };
+          srv_reply_header (&pre, "Access-Control-Allow-Methods", strdup ("GET, POST, OPTIONS"));
+          srv_reply_header (&pre, "Access-Control-Allow-Headers",
+                            strdup ("Content-Type, Authorization, PAYMENT-SIGNATURE, X-PAYMENT, "
+                                    "Access-Control-Expose-Headers"));
+          srv_reply_header (&pre, "Access-Control-Max-Age", strdup ("600"));
+          return send_reply (c, &pre, method, url, ctx);
+        }
       if (strcmp (method, allow) != 0)
         {
           struct srv_reply r = { .allow = allow };
@@ -171,7 +215,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
         }
       /* Browsers send Origin on cross-site requests; with authentication off a web page
        * must not be able to drive the API on the user's loopback. */
-      if (MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN))
+      if (!ctx->cors && MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN))
         return send_error (c, 403, "forbidden", "cross-origin requests are not allowed", method,
                            url, ctx);
       if (!strcmp (method, "POST"))
@@ -233,9 +277,21 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
     return send_error (c, 413, "payload_too_large",
                        "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
   struct srv_reply r = { 0 };
-  dispatch (s, ctx, c, &r);
+  /* Money hooks: authenticate and charge before, settle or refund after. */
+  struct srv_req q = {
+    .method = method, .url = url, .body = ctx->body, .len = ctx->len, .route = ctx->route,
+    .host = MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+    .authorization = MHD_lookup_connection_value (c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_AUTHORIZATION),
+    .payment_v2 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "PAYMENT-SIGNATURE"),
+    .payment_v1 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "X-PAYMENT"),
+  };
+  struct srv_charge *charge = NULL;
+  if (srv_money_before (s, &q, &charge, &r))
+    dispatch (s, ctx, c, &r);
   if (!r.body)
     srv_reply_error (&r, SBX_E_INTERNAL, "no reply");
+  srv_money_after (s, charge, &r);
   return send_reply (c, &r, method, url, ctx);
 }
 

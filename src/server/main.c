@@ -31,10 +31,15 @@ usage (FILE *f)
            "  --log-level LEVEL      error, warn, info (default) or debug\n"
            "  --init PATH            sbx-init binary (default: next to sbxd)\n"
            "  --no-prepare-image     do not build the default image at start\n"
+           "  --auth MODE            off (default), api_key, x402 or api_key,x402\n"
+           "  --pay-to 0xADDRESS     x402: where payments go (EIP-55 checked)\n"
+           "  --network NAME         x402: base (default) or base-sepolia\n"
+           "  --facilitator URL      x402: settle through URL/settle (default: queue)\n"
            "  -h, --help\n");
 }
 
-enum { O_LISTEN = 1, O_STATE, O_CONFIG, O_MAX_SB, O_MAX_OUT, O_LOG, O_INIT, O_NO_PREP };
+enum { O_LISTEN = 1, O_STATE, O_CONFIG, O_MAX_SB, O_MAX_OUT, O_LOG, O_INIT, O_NO_PREP,
+       O_AUTH, O_PAY_TO, O_NETWORK, O_FACILITATOR };
 static const struct option opts[] = {
   { "listen", required_argument, NULL, O_LISTEN },
   { "state-dir", required_argument, NULL, O_STATE },
@@ -44,6 +49,10 @@ static const struct option opts[] = {
   { "log-level", required_argument, NULL, O_LOG },
   { "init", required_argument, NULL, O_INIT },
   { "no-prepare-image", no_argument, NULL, O_NO_PREP },
+  { "auth", required_argument, NULL, O_AUTH },
+  { "pay-to", required_argument, NULL, O_PAY_TO },
+  { "network", required_argument, NULL, O_NETWORK },
+  { "facilitator", required_argument, NULL, O_FACILITATOR },
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
@@ -97,6 +106,22 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
         case O_NO_PREP:
           c->prepare_image = 0;
           break;
+        case O_AUTH:
+          if (srv_config_set_auth (c, optarg, err) < 0)
+            return -1;
+          break;
+        case O_PAY_TO:
+          if (srv_config_set_pay_to (c, optarg, err) < 0)
+            return -1;
+          break;
+        case O_NETWORK:
+          if (srv_config_set_network (c, optarg, err) < 0)
+            return -1;
+          break;
+        case O_FACILITATOR:
+          if (srv_config_set_facilitator (c, optarg, err) < 0)
+            return -1;
+          break;
         case 'h':
           usage (stdout);
           exit (0);
@@ -107,7 +132,7 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
     }
   if (optind < argc)
     return sbx_err_set (err, SBX_E_INVALID, 0, "unexpected argument '%s'", argv[optind]);
-  return 0;
+  return srv_config_money_check (c, err);
 }
 
 static void
@@ -145,7 +170,7 @@ main (int argc, char **argv)
     }
   sbx_log_set_level (cfg.log_level);
   default_init_path (&cfg);
-  if (!srv_config_is_loopback (&cfg))
+  if (!srv_config_is_loopback (&cfg) && !cfg.auth)
     {
       fprintf (stderr, "sbxd: refusing to listen on %s: authentication is off, so only a "
                        "loopback address (127.0.0.1, ::1) is allowed\n", cfg.listen_host);
@@ -187,7 +212,7 @@ main (int argc, char **argv)
   static struct srv s;
   snprintf (path, sizeof path, "%s/sbx.db", cfg.state_dir);
   if (srv_init (&s, &cfg, &err) < 0 || store_open (path, &s.store, &err) < 0
-      || srv_recover (&s, &err) < 0)
+      || srv_recover (&s, &err) < 0 || srv_money_recover (&s, &err) < 0)
     {
       fprintf (stderr, "sbxd: %s\n", err.msg);
       return 1;

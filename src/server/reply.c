@@ -38,3 +38,17 @@ srv_reply_err (struct srv_reply *r, const struct sbx_err *err)
 {
   srv_reply_error (r, err->code ? err->code : SBX_E_INTERNAL, err->msg);
 }
+
+void
+srv_reply_header (struct srv_reply *r, const char *name, char *value)
+{
+  if (!value)
+    return;
+  if (r->n_hdr >= (int) (sizeof r->hdr / sizeof r->hdr[0]))
+    {
+      free (value);
+      return;
+    }
+  r->hdr[r->n_hdr].name = name;
+  r->hdr[r->n_hdr++].value = value;
+}

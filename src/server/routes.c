@@ -18,6 +18,8 @@ static const struct
   { "/sandbox/terminate", SRV_R_TERMINATE, "POST" },
   { "/sandbox/list", SRV_R_LIST, "GET" },
   { "/health", SRV_R_HEALTH, "GET" },
+  { "/pricing", SRV_R_PRICING, "GET" },
+  { "/usage", SRV_R_USAGE, "GET" },
 };
 
 enum srv_route

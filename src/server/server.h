@@ -9,6 +9,7 @@
 
 #include "../common/common.h"
 #include "../store/store.h"
+#include "../billing/billing.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -44,7 +45,16 @@ struct srv_config {
   int connection_limit;       /* concurrent HTTP connections */
   unsigned connection_timeout;/* idle seconds before MHD drops a connection */
   int prepare_image;          /* resolve (build) the default image at start */
+  /* money (auth_config.c, docs/payments.md) */
+  int auth;                   /* SRV_AUTH_* bits; 0: off, loopback only */
+  int network;                /* enum bill_network, for x402 */
+  uint8_t pay_to[20];         /* x402 recipient */
+  int has_pay_to;
+  char facilitator[512];      /* x402 facilitator base URL; "": settlements queue */
+  struct bill_pricing pricing;
 };
+
+enum { SRV_AUTH_API_KEY = 1, SRV_AUTH_X402 = 2 };
 
 /* Defaults derived from the host (cores, RAM). */
 void srv_config_defaults (struct srv_config *c);
@@ -117,6 +127,8 @@ enum srv_route {
   SRV_R_TERMINATE,
   SRV_R_LIST,
   SRV_R_HEALTH,
+  SRV_R_PRICING,
+  SRV_R_USAGE,
 };
 /* Match a path (no query string) under any API prefix. Returns the route or SRV_R_NONE;
  * *allow gets the one method the route accepts ("GET" or "POST"). */
@@ -128,7 +140,11 @@ struct srv_reply {
   json_t *body;        /* owned */
   const char *allow;   /* Allow header for 405 */
   int retry_after;     /* seconds, 0: none */
+  struct { const char *name; char *value; } hdr[4]; /* extra headers; values owned */
+  int n_hdr;
 };
+/* Add an extra response header (takes ownership of value; dropped if full or NULL). */
+void srv_reply_header (struct srv_reply *r, const char *name, char *value);
 /* Error reply {"error":{"code","message"}}; status from the sbx code. */
 void srv_reply_error (struct srv_reply *r, int code, const char *msg);
 void srv_reply_err (struct srv_reply *r, const struct sbx_err *err);
@@ -218,6 +234,44 @@ void srv_h_status (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_list (struct srv *s, const char *status, struct srv_reply *r);
 void srv_h_health (struct srv *s, struct srv_reply *r);
+/* h_money.c: GET /pricing (free) and GET /usage (the caller's charges). */
+void srv_h_pricing (struct srv *s, struct srv_reply *r);
+void srv_h_usage (struct srv *s, const char *limit, struct srv_reply *r);
+
+/* ---- money hooks (auth.c; http.c calls them around every dispatch) ---- */
+struct srv_req {
+  const char *method, *url, *host;
+  const char *authorization;  /* Authorization header, or NULL */
+  const char *payment_v2;     /* PAYMENT-SIGNATURE */
+  const char *payment_v1;     /* X-PAYMENT */
+  const char *body;
+  size_t len;
+  enum srv_route route;
+};
+struct srv_charge;
+/* Authenticate the caller and charge the request's price (reserve a balance, or verify and
+ * record an x402 payment). 1: run the operation; 0: *r is the answer (401, 402, 404, or a
+ * stored answer to a re-sent payment). *out is always set; pass it to srv_money_after. */
+int srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **out,
+                      struct srv_reply *r);
+/* After the operation: charge or refund by r->status, settle x402 payments, add receipt
+ * headers; may turn *r into a 402 (settlement failed). Frees ch. */
+void srv_money_after (struct srv *s, struct srv_charge *ch, struct srv_reply *r);
+/* The caller of the request this thread is serving ("local" when auth is off), and the
+ * ledger seq that pays for it (0: none), for handlers that record them (create, list). */
+const char *srv_req_owner (void);
+int64_t srv_req_charge_ref (void);
+/* auth_config.c: flags and config keys of the money settings. */
+int srv_config_set_auth (struct srv_config *c, const char *s, struct sbx_err *err);
+int srv_config_set_pay_to (struct srv_config *c, const char *s, struct sbx_err *err);
+int srv_config_set_network (struct srv_config *c, const char *s, struct sbx_err *err);
+int srv_config_set_facilitator (struct srv_config *c, const char *s, struct sbx_err *err);
+/* A money key of the config file: 1 handled, 0 not a money key, -1 bad value. */
+int srv_config_money_key (struct srv_config *c, const char *key, json_t *v, struct sbx_err *err);
+/* Consistency once everything is read (x402 needs a pay-to address). */
+int srv_config_money_check (const struct srv_config *c, struct sbx_err *err);
+/* Decide charges a crash left reserved (at start, before serving). */
+int srv_money_recover (struct srv *s, struct sbx_err *err);
 /* The error for a sandbox that is not live: 404, 410 or 408 from the store record. */
 void srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r);
 json_t *srv_sandbox_json (const struct store_sandbox *rec);
