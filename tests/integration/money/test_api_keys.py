@@ -1,0 +1,181 @@
+"""API keys against a real sbxd: balances debited per call, 402 with the price when the
+balance cannot pay, no overdraft under 50 concurrent calls, revoked keys refused,
+ownership between accounts, and a kill -9 in the middle of a paid exec."""
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from .conftest import admin
+
+
+def new_key(d, account, balance=None):
+    if balance is not None:
+        admin(d.state_dir, "account", "create", account, "--balance", str(balance))
+    key = admin(d.state_dir, "key", "create", account).stdout.strip()
+    assert key.startswith("sk-") and len(key) == 67
+    return {"Authorization": f"Bearer {key}"}
+
+
+def balance(d, h):
+    return d.get("/usage", headers=h).json()["balance"]["amount"]
+
+
+@pytest.fixture
+def keyd(money_sbxd):
+    return money_sbxd("--auth", "api_key")
+
+
+def test_calls_are_debited_and_recorded(keyd):
+    d = keyd
+    h = new_key(d, "alice", "$0.02")
+    assert d.post("/sandbox/create", {}).status_code == 401  # no key
+    r = d.post("/sandbox/create", {"timeout": 60}, headers=h)
+    assert r.status_code == 200, r.text
+    sid = r.json()["sandbox_id"]
+    d.created.append(sid)
+    assert balance(d, h) == 10000
+    r = d.post("/sandbox/exec", {"sandbox_id": sid, "command": "echo hi"}, headers=h)
+    assert r.json()["stdout"] == "hi\n"
+    # a command that fails is still a successful (charged) call
+    assert d.post("/sandbox/exec", {"sandbox_id": sid, "command": "exit 3"}, headers=h).json()["exit_code"] == 3
+    assert d.post("/sandbox/status", {"sandbox_id": sid}, headers=h).status_code == 200
+    assert balance(d, h) == 7000
+    # failures that are not the caller's doing are refunded; so are 404s
+    r = d.post("/sandbox/status", {"sandbox_id": "sb_00000000000000000000"}, headers=h)
+    assert r.status_code == 404
+    # invalid requests are refused before any charge
+    assert d.post("/sandbox/create", {"timeout": -1}, headers=h).status_code == 400
+    assert d.post("/sandbox/create", {"gpu": "h100"}, headers=h).status_code == 400
+    u = d.get("/usage", headers=h).json()
+    assert u["owner"] == "acct:alice"
+    assert u["balance"]["amount"] == 7000
+    assert u["total_charged"]["amount"] == 13000 and u["charges_count"] == 4
+    ops = [(c["op"], c["state"], c["amount"]["amount"]) for c in reversed(u["charges"])]
+    assert ops == [("create", "charged", 10000), ("exec", "charged", 1000), ("exec", "charged", 1000),
+                   ("status", "charged", 1000), ("status", "refunded", 1000)]
+    assert all(c["sandbox_id"] == sid for c in u["charges"][1:])
+    out = admin(d.state_dir, "account", "show", "alice").stdout
+    assert "balance 7000" in out and "charged 13000" in out
+
+
+def test_insufficient_balance_is_402_with_the_price(keyd):
+    d = keyd
+    h = new_key(d, "bob", 9999)
+    r = d.post("/sandbox/create", {}, headers=h)
+    assert r.status_code == 402
+    e = r.json()["error"]
+    assert e["code"] == "insufficient_funds"
+    assert e["price"] == {"amount": 10000, "usd": "0.01"} and e["balance"] == 9999
+    # long sandboxes are billed up front for the whole time: 2 h of CPU = $0.20
+    admin(d.state_dir, "account", "topup", "bob", "$0.10")
+    r = d.post("/sandbox/create", {"timeout": 7200}, headers=h)
+    assert r.status_code == 402 and r.json()["error"]["price"]["amount"] == 200000
+    assert balance(d, h) == 109999
+
+
+def test_fifty_concurrent_calls_on_a_balance_for_ten(keyd):
+    d = keyd
+    h = new_key(d, "carol", 10000)
+    sid = d.post("/sandbox/create", {"timeout": 120}, headers=h).json()["sandbox_id"]
+    d.created.append(sid)
+    assert balance(d, h) == 0
+    admin(d.state_dir, "account", "topup", "carol", "10000")  # ten status calls
+    codes = []
+    lock = threading.Lock()
+    start = threading.Barrier(50)
+
+    def call():
+        start.wait()
+        r = requests.post(d.url + "/v1/sandbox/status", json={"sandbox_id": sid}, headers=h, timeout=60)
+        with lock:
+            codes.append(r.status_code)
+
+    ts = [threading.Thread(target=call) for _ in range(50)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(codes) == [200] * 10 + [402] * 40
+    u = d.get("/usage", headers=h).json()
+    assert u["balance"]["amount"] == 0
+    assert u["charges_count"] == 11 and u["total_charged"]["amount"] == 20000
+
+
+def test_revoked_key_is_refused(keyd):
+    d = keyd
+    h = new_key(d, "dave", 50000)
+    assert d.get("/usage", headers=h).status_code == 200
+    key_id = h["Authorization"][len("Bearer sk-"):][:16]
+    listed = admin(d.state_dir, "key", "list", "dave").stdout
+    assert key_id in listed and "active" in listed
+    assert "revoked" in admin(d.state_dir, "key", "revoke", key_id).stdout
+    for r in [d.get("/usage", headers=h), d.post("/sandbox/create", {}, headers=h)]:
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    # a forged key with a known id but another secret is refused the same way
+    forged = {"Authorization": "Bearer sk-" + key_id + "0" * 48}
+    assert d.get("/usage", headers=forged).status_code == 401
+    assert balance(d, new_key(d, "dave")) == 50000
+
+
+def test_ownership_between_accounts(keyd):
+    d = keyd
+    ha = new_key(d, "erin", "$1")
+    hb = new_key(d, "frank", "$1")
+    sid = d.post("/sandbox/create", {"timeout": 120}, headers=ha).json()["sandbox_id"]
+    d.created.append(sid)
+    for path, body in [("/sandbox/exec", {"sandbox_id": sid, "command": "id"}),
+                       ("/sandbox/status", {"sandbox_id": sid}),
+                       ("/sandbox/terminate", {"sandbox_id": sid})]:
+        r = d.post(path, body, headers=hb)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "sandbox_not_found", r.text
+    assert d.get("/sandbox/list", headers=hb).json()["count"] == 0
+    assert [s["sandbox_id"] for s in d.get("/sandbox/list", headers=ha).json()["sandboxes"]] == [sid]
+    assert balance(d, hb) == 1000000  # nothing charged for somebody else's sandbox
+    assert d.post("/sandbox/terminate", {"sandbox_id": sid}, headers=ha).status_code == 200
+
+
+def test_kill9_during_a_paid_exec_neither_loses_nor_doubles_a_charge(keyd):
+    d = keyd
+    h = new_key(d, "gina", 12000)
+    sid = d.post("/sandbox/create", {"timeout": 300}, headers=h).json()["sandbox_id"]
+    d.created.append(sid)
+    result = {}
+
+    def slow_exec():
+        try:
+            result["r"] = requests.post(d.url + "/v1/sandbox/exec",
+                                        json={"sandbox_id": sid, "command": "sleep 60"},
+                                        headers=h, timeout=120)
+        except requests.RequestException as e:
+            result["e"] = e
+
+    t = threading.Thread(target=slow_exec)
+    t.start()
+    db = str(d.state_dir / "sbx.db")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the exec's charge is reserved: the crash point
+        q = subprocess.run(["sqlite3", db, "SELECT count(*) FROM charges WHERE state='reserved'"],
+                           capture_output=True, text=True).stdout.strip()
+        if q == "1":
+            break
+        time.sleep(0.05)
+    assert q == "1"
+    assert balance(d, h) == 1000
+    d.kill9()
+    t.join()
+    assert "e" in result  # the caller never got an answer
+    d.start()
+    # the interrupted exec is refunded, the create stays charged, each exactly once
+    u = d.get("/usage", headers=h).json()
+    assert u["balance"]["amount"] == 2000
+    states = [(c["op"], c["state"]) for c in reversed(u["charges"])]
+    assert states == [("create", "charged"), ("exec", "refunded")]
+    # the sandbox was re-adopted and is still the account's
+    assert d.post("/sandbox/status", {"sandbox_id": sid}, headers=h).json()["status"] == "running"
+    # restarting again changes nothing
+    d.stop()
+    d.start()
+    assert d.get("/usage", headers=h).json()["balance"]["amount"] == 1000
