@@ -58,6 +58,9 @@ int img_layer_flatten (const char *state_dir, const char *base, const char *cons
 int img_layer_gc (const char *state_dir, const char *const *keep, size_t n, size_t *removed,
                   uint64_t *freed, struct sbx_err *err);
 
+/* Disk usage of a tree in bytes (st_blocks, hard links counted once, one filesystem). */
+int img_du (const char *path, uint64_t *bytes);
+
 #define IMG_VIEW_MAX 32
 /* A stack of directories, top first, as an overlay would merge them. uid_base[i] != 0
  * says layer i holds host ids base.. (a sandbox's upper), 0 that it holds inside ids. */

@@ -1,5 +1,6 @@
 /* Handlers of sandbox/create, sandbox/status, sandbox/terminate, sandbox/list, health. */
 #include "server.h"
+#include "images_srv.h"
 #include "../images/images.h"
 #include "../runtime/runtime.h"
 
@@ -82,14 +83,22 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
-  char rootfs[PATH_MAX];
   char id[SBX_ID_MAX];
   struct rt_sandbox *rt = NULL;
-  if (img_resolve (s->cfg.state_dir, req.image, 0, rootfs, &err) < 0
-      || (sbx_id_new ("sb", id) < 0 && sbx_err_sys (&err, "new sandbox id") < 0))
+  /* The image's layers (and its env/workdir defaults) and the volumes (images_srv.c). */
+  struct srv_image_prep prep;
+  if (srv_image_prepare (s, body, &req, &prep, &err) < 0)
+    {
+      srv_unreserve (s);
+      srv_create_req_free (&req);
+      srv_reply_err (r, &err);
+      return;
+    }
+  if (sbx_id_new ("sb", id) < 0 && sbx_err_sys (&err, "new sandbox id") < 0)
     goto fail;
-  struct rt_spec spec = { .id = id, .rootfs = rootfs, .state_dir = s->cfg.state_dir,
+  struct rt_spec spec = { .id = id, .state_dir = s->cfg.state_dir,
                           .init_path = s->cfg.init_path };
+  srv_image_spec (&prep, &spec);
   rt_limits_default (&spec.limits);
   spec.limits.cpu_millis = req.cpu_millis;
   spec.limits.memory_bytes = req.memory_mb * 1024 * 1024;
@@ -120,6 +129,7 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
       store_sandbox_delete (s->store, id, NULL);
       goto fail;
     }
+  srv_image_prep_done (s, &prep, id, 1);
   /* srv_sandbox_add owns rt, env and workdir from here, even on failure. */
   char *wd = steal_ptr (&req.workdir);
   if (srv_sandbox_add (s, rt, rec.expires_at_ms, &req.env, wd, 1, &err) < 0)
@@ -140,6 +150,7 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (spec.limits.disk_bytes >> 20)));
   return;
 fail:
+  srv_image_prep_done (s, &prep, id, 0);
   srv_unreserve (s);
   srv_create_req_free (&req);
   if (err.code == SBX_E_INVALID || !err.code)

@@ -131,6 +131,17 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
       srv_h_list (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "status"), r);
       return;
     }
+  if (ctx->route == SRV_R_IMAGE_LIST || ctx->route == SRV_R_IMAGE_GET
+      || ctx->route == SRV_R_VOLUME_LIST)
+    {
+      if (ctx->route == SRV_R_IMAGE_LIST)
+        srv_h_image_list (s, r);
+      else if (ctx->route == SRV_R_IMAGE_GET)
+        srv_h_image_get (s, srv_route_item (), r);
+      else
+        srv_h_volume_list (s, r);
+      return;
+    }
   if (ctx->route == SRV_R_PRICING)
     {
       srv_h_pricing (s, r);
@@ -167,6 +178,22 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
     srv_h_status (s, body, r);
   else if (ctx->route == SRV_R_TERMINATE)
     srv_h_terminate (s, body, r);
+  else if (ctx->route == SRV_R_IMAGE_BUILD)
+    srv_h_image_build (s, body, r);
+  else if (ctx->route == SRV_R_IMAGE_DELETE)
+    srv_h_image_delete (s, body, r);
+  else if (ctx->route == SRV_R_IMAGE_GC)
+    srv_h_image_gc (s, r);
+  else if (ctx->route == SRV_R_SNAPSHOT)
+    srv_h_snapshot (s, body, r);
+  else if (ctx->route == SRV_R_FORK)
+    srv_h_fork (s, body, r);
+  else if (ctx->route == SRV_R_DIFF)
+    srv_h_diff (s, body, r);
+  else if (ctx->route == SRV_R_VOLUME_CREATE)
+    srv_h_volume_create (s, body, r);
+  else if (ctx->route == SRV_R_VOLUME_DELETE)
+    srv_h_volume_delete (s, body, r);
   json_decref (body);
 }
 

@@ -17,10 +17,48 @@ static const struct
   { "/sandbox/status", SRV_R_STATUS, "POST" },
   { "/sandbox/terminate", SRV_R_TERMINATE, "POST" },
   { "/sandbox/list", SRV_R_LIST, "GET" },
+  { "/image/build", SRV_R_IMAGE_BUILD, "POST" },
+  { "/image/list", SRV_R_IMAGE_LIST, "GET" },
+  { "/image/delete", SRV_R_IMAGE_DELETE, "POST" },
+  { "/image/gc", SRV_R_IMAGE_GC, "POST" },
+  { "/sandbox/snapshot", SRV_R_SNAPSHOT, "POST" },
+  { "/sandbox/fork", SRV_R_FORK, "POST" },
+  { "/sandbox/diff", SRV_R_DIFF, "POST" },
+  { "/volume/create", SRV_R_VOLUME_CREATE, "POST" },
+  { "/volume/list", SRV_R_VOLUME_LIST, "GET" },
+  { "/volume/delete", SRV_R_VOLUME_DELETE, "POST" },
   { "/health", SRV_R_HEALTH, "GET" },
   { "/pricing", SRV_R_PRICING, "GET" },
   { "/usage", SRV_R_USAGE, "GET" },
 };
+
+static __thread char route_item[72];
+
+const char *
+srv_route_item (void)
+{
+  return route_item;
+}
+
+/* "/image/<id>": one path segment of [A-Za-z0-9_.:-] (an image id or a built-in name). */
+static int
+match_image_item (const char *rest)
+{
+  static const char pfx[] = "/image/";
+  if (strncmp (rest, pfx, sizeof pfx - 1) != 0)
+    return 0;
+  const char *id = rest + sizeof pfx - 1;
+  size_t n = strlen (id);
+  if (n == 0 || n >= sizeof route_item)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z')
+          || (id[i] >= '0' && id[i] <= '9') || id[i] == '_' || id[i] == '.' || id[i] == ':'
+          || id[i] == '-'))
+      return 0;
+  memcpy (route_item, id, n + 1);
+  return 1;
+}
 
 enum srv_route
 srv_route_match (const char *path, const char **allow)
@@ -36,6 +74,11 @@ srv_route_match (const char *path, const char **allow)
             *allow = routes[r].method;
             return routes[r].route;
           }
+      if (match_image_item (path + pl))
+        {
+          *allow = "GET";
+          return SRV_R_IMAGE_GET;
+        }
     }
   *allow = NULL;
   return SRV_R_NONE;

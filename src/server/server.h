@@ -126,6 +126,18 @@ enum srv_route {
   SRV_R_STATUS,
   SRV_R_TERMINATE,
   SRV_R_LIST,
+  /* images, snapshots, volumes (issue 5): images_srv.h, h_image.c, h_snapshot.c, ... */
+  SRV_R_IMAGE_BUILD = 200,
+  SRV_R_IMAGE_LIST,
+  SRV_R_IMAGE_GET,     /* GET /image/{id} (srv_route_item) */
+  SRV_R_IMAGE_DELETE,
+  SRV_R_IMAGE_GC,
+  SRV_R_SNAPSHOT,
+  SRV_R_FORK,
+  SRV_R_DIFF,
+  SRV_R_VOLUME_CREATE,
+  SRV_R_VOLUME_LIST,
+  SRV_R_VOLUME_DELETE,
   SRV_R_HEALTH,
   SRV_R_PRICING,
   SRV_R_USAGE,
@@ -133,6 +145,26 @@ enum srv_route {
 /* Match a path (no query string) under any API prefix. Returns the route or SRV_R_NONE;
  * *allow gets the one method the route accepts ("GET" or "POST"). */
 enum srv_route srv_route_match (const char *path, const char **allow);
+
+/* The {id} of the last SRV_R_IMAGE_GET matched by this thread (MHD serves a connection
+ * on one thread, so dispatch finds it there). */
+const char *srv_route_item (void);
+/* Handlers of images, snapshots and volumes (issue 5). */
+struct srv;
+struct srv_reply;
+void srv_h_image_build (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_image_list (struct srv *s, struct srv_reply *r);
+void srv_h_image_get (struct srv *s, const char *id, struct srv_reply *r);
+void srv_h_image_delete (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_image_gc (struct srv *s, struct srv_reply *r);
+void srv_h_snapshot (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_fork (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_diff (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_volume_create (struct srv *s, json_t *body, struct srv_reply *r);
+void srv_h_volume_list (struct srv *s, struct srv_reply *r);
+void srv_h_volume_delete (struct srv *s, json_t *body, struct srv_reply *r);
+/* Remove layers no image refers to; 0 and what went, or -1. */
+int srv_image_gc (struct srv *s, size_t *removed, uint64_t *freed, struct sbx_err *err);
 
 /* ---- replies ---- */
 struct srv_reply {

@@ -185,9 +185,11 @@ srv_parse_create (json_t *body, const struct srv_config *c, struct srv_create_re
       const char *s;
       if (get_cstr (v, "image", sizeof out->image - 1, &s, err) < 0)
         return -1;
-      if (!img_is_builtin (s))
+      /* a built-in name, or an image id (built, snapshot; checked when resolved) */
+      if (!img_is_builtin (s) && !sbx_id_valid (s, "img"))
         return bad (err, "image",
-                    "unknown image (available: \"python:3.11\", \"debian:bookworm\")");
+                    "unknown image (built-in: \"python:3.11\", \"debian:bookworm\"; or an "
+                    "image id \"img_...\")");
       snprintf (out->image, sizeof out->image, "%s", s);
     }
   if ((v = field (body, "timeout"))
