@@ -51,20 +51,22 @@ keep (struct stream *st, const uint8_t *p, size_t n, uint64_t max)
 }
 
 /* The command's whole environment: defaults, then the sandbox's env, then the exec's. */
-static char **
-build_env (const struct srv_sandbox *sb, const struct srv_exec_req *req, size_t *n)
+char **
+srv_exec_build_env (const struct srv_sandbox *sb, const struct srv_env *exec_env,
+                    const char *term, size_t *n)
 {
-  static const char *const defaults[][2] = {
-    { "PATH", DEFAULT_PATH }, { "HOME", "/root" }, { "LANG", "C.UTF-8" }, { "TERM", "dumb" },
+  const char *const defaults[][2] = {
+    { "PATH", DEFAULT_PATH }, { "HOME", "/root" }, { "LANG", "C.UTF-8" },
+    { "TERM", term ? term : "dumb" },
   };
-  size_t cap = 4 + sb->env.n + req->env.n;
+  size_t cap = 4 + sb->env.n + exec_env->n;
   const char **names = calloc (cap, sizeof *names);
   const char **vals = calloc (cap, sizeof *vals);
   char **out = calloc (cap + 1, sizeof *out);
   size_t k = 0;
   if (!names || !vals || !out)
     goto fail;
-  const struct srv_env *layers[] = { &sb->env, &req->env };
+  const struct srv_env *layers[] = { &sb->env, exec_env };
   for (size_t i = 0; i < 4; i++)
     {
       names[k] = defaults[i][0];
@@ -100,8 +102,8 @@ fail:
   return NULL;
 }
 
-static void
-free_strv (char **v)
+void
+srv_strv_free (char **v)
 {
   for (size_t i = 0; v && v[i]; i++)
     free (v[i]);
@@ -289,7 +291,7 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   memset (&run, 0, sizeof run);
   proto_reader_init (&rd);
   size_t envc = 0;
-  char **env = build_env (sb, req, &envc);
+  char **env = srv_exec_build_env (sb, &req->env, NULL, &envc);
   const char *cwd = req->workdir ? req->workdir : sb->workdir;
   struct proto_exec_req pr = {
     .argv = req->argv, .argc = req->argc, .env = env, .envc = envc,
@@ -383,6 +385,9 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   json_object_set_new (o, "timed_out", json_boolean (run.exit.timed_out));
   if (run.exit.signal)
     json_object_set_new (o, "signal", json_integer (run.exit.signal));
+  json_object_set_new (o, "usage",
+                       json_pack ("{s:I,s:I}", "cpu_ms", (json_int_t) (run.exit.cpu_us / 1000),
+                                  "max_rss_kb", (json_int_t) run.exit.max_rss_kb));
   r->status = 200;
   r->body = o;
 done:
@@ -393,7 +398,7 @@ done:
   proto_buf_free (&payload);
   proto_buf_free (&run.out.buf);
   proto_buf_free (&run.err.buf);
-  free_strv (env);
+  srv_strv_free (env);
 }
 
 void
@@ -401,6 +406,11 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
 {
   struct srv_exec_req req;
   struct sbx_err err = { 0 };
+  if (srv_exec_is_inside (body))
+    {
+      srv_h_exec_inside (s, body, r); /* stream, background, pty, exec_id: h_inside.c */
+      return;
+    }
   if (srv_parse_exec (body, &s->cfg, &req, &err) < 0)
     {
       srv_reply_err (r, &err);

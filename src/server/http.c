@@ -27,6 +27,8 @@ struct req_ctx {
   int done;        /* a response was queued early; ignore the rest */
   int cors;        /* auth on: browsers may call us (CORS headers on every answer) */
   int64_t start_ns;
+  struct srv_upload *upload; /* PUT of a raw body, streamed to the sandbox (stream.c) */
+  const char *url;           /* MHD's, valid for the whole request */
 };
 
 /* With authentication on, browsers may call sbxd: the payment headers must be allowed in
@@ -43,6 +45,10 @@ static enum MHD_Result
 send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
             struct req_ctx *ctx)
 {
+  if (r->stream && r->status == 200 && !r->body)
+    return srv_stream_queue (c, r, method, url, ctx->start_ns, ctx->cors);
+  srv_stream_free (r->stream);
+  r->stream = NULL;
   char *txt = r->body ? json_dumps (r->body, JSON_COMPACT) : NULL;
   size_t len = txt ? strlen (txt) : 0;
   if (txt)
@@ -152,6 +158,13 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
       srv_h_usage (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "limit"), r);
       return;
     }
+  r->accept = MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+  if (ctx->route == SRV_R_FILES_RAW || ctx->route == SRV_R_ARCHIVE)
+    {
+      srv_h_raw_get (s, ctx->route, ctx->url,
+                     MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "path"), r);
+      return;
+    }
   json_t *body;
   if (ctx->len == 0)
     body = json_object (); /* `curl -X POST .../create` with no body: all defaults */
@@ -194,6 +207,8 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
     srv_h_volume_create (s, body, r);
   else if (ctx->route == SRV_R_VOLUME_DELETE)
     srv_h_volume_delete (s, body, r);
+  else if (ctx->route >= SRV_R_INSIDE_FIRST && ctx->route <= SRV_R_INSIDE_LAST)
+    srv_h_inside (s, ctx->route, body, r);
   json_decref (body);
 }
 
@@ -217,6 +232,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       pthread_mutex_unlock (&h->lock);
       const char *allow;
       ctx->route = srv_route_match (url, &allow);
+      ctx->url = url;
       ctx->cors = s->cfg.auth != 0;
       if (ctx->route == SRV_R_NONE)
         return send_error (c, 404, "not_found", "no such endpoint", method, url, ctx);
@@ -232,7 +248,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
           srv_reply_header (&pre, "Access-Control-Max-Age", strdup ("600"));
           return send_reply (c, &pre, method, url, ctx);
         }
-      if (strcmp (method, allow) != 0)
+      if (!srv_method_allowed (method, allow))
         {
           struct srv_reply r = { .allow = allow };
           char msg[128];
@@ -258,6 +274,16 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
             return send_error (c, 415, "unsupported_media_type",
                                "Content-Type must be application/json", method, url, ctx);
         }
+      if (!strcmp (method, "PUT"))
+        {
+          /* A raw body (file, tar) of any size goes to the sandbox as it arrives. */
+          struct srv_reply ur = { 0 };
+          if (srv_upload_begin (s, ctx->route, url,
+                                MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "path"),
+                                MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "mode"),
+                                &ctx->upload, &ur) < 0)
+            return send_reply (c, &ur, method, url, ctx);
+        }
       return MHD_YES;
     }
   if (*upload_data_size)
@@ -266,6 +292,11 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       *upload_data_size = 0;
       if (ctx->done)
         return MHD_YES;
+      if (ctx->upload)
+        {
+          srv_upload_chunk (ctx->upload, upload_data, n);
+          return MHD_YES;
+        }
       if (ctx->too_large || ctx->len + n > SRV_BODY_LIMIT)
         {
           /* A chunked body (no Content-Length) grew past the limit. MHD cannot answer in
@@ -315,8 +346,13 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
   };
   struct srv_charge *charge = NULL;
   if (srv_money_before (s, &q, &charge, &r))
-    dispatch (s, ctx, c, &r);
-  if (!r.body)
+    {
+      if (ctx->upload)
+        srv_upload_end (ctx->upload, &r); /* only now does the upload take effect */
+      else
+        dispatch (s, ctx, c, &r);
+    }
+  if (!r.body && !r.stream)
     srv_reply_error (&r, SBX_E_INTERNAL, "no reply");
   srv_money_after (s, charge, &r);
   return send_reply (c, &r, method, url, ctx);
@@ -330,6 +366,7 @@ on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
   struct req_ctx *ctx = *con_cls;
   if (ctx)
     {
+      srv_upload_free (ctx->upload); /* not ended: the partial upload is discarded */
       free (ctx->body);
       free (ctx);
       pthread_mutex_lock (&h->lock);

@@ -28,6 +28,21 @@ static const struct
   { "/volume/list", SRV_R_VOLUME_LIST, "GET" },
   { "/volume/delete", SRV_R_VOLUME_DELETE, "POST" },
   { "/health", SRV_R_HEALTH, "GET" },
+  { "/sandbox/process/output", SRV_R_PROC_OUTPUT, "POST" },
+  { "/sandbox/process/wait", SRV_R_PROC_WAIT, "POST" },
+  { "/sandbox/process/stdin", SRV_R_PROC_STDIN, "POST" },
+  { "/sandbox/process/signal", SRV_R_PROC_SIGNAL, "POST" },
+  { "/sandbox/process/resize", SRV_R_PROC_RESIZE, "POST" },
+  { "/sandbox/process/list", SRV_R_PROC_LIST, "POST" },
+  { "/sandbox/files/read", SRV_R_FILE_READ, "POST" },
+  { "/sandbox/files/write", SRV_R_FILE_WRITE, "POST" },
+  { "/sandbox/files/append", SRV_R_FILE_APPEND, "POST" },
+  { "/sandbox/files/list", SRV_R_FILE_LIST, "POST" },
+  { "/sandbox/files/stat", SRV_R_FILE_STAT, "POST" },
+  { "/sandbox/files/mkdir", SRV_R_FILE_MKDIR, "POST" },
+  { "/sandbox/files/remove", SRV_R_FILE_REMOVE, "POST" },
+  { "/sandbox/files/rename", SRV_R_FILE_RENAME, "POST" },
+  { "/sandbox/files/watch", SRV_R_FILE_WATCH, "POST" },
   { "/pricing", SRV_R_PRICING, "GET" },
   { "/usage", SRV_R_USAGE, "GET" },
 };
@@ -79,6 +94,9 @@ srv_route_match (const char *path, const char **allow)
           *allow = "GET";
           return SRV_R_IMAGE_GET;
         }
+      enum srv_route r = srv_route_match_id (path + pl, allow);
+      if (r != SRV_R_NONE)
+        return r;
     }
   *allow = NULL;
   return SRV_R_NONE;

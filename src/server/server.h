@@ -141,7 +141,27 @@ enum srv_route {
   SRV_R_HEALTH,
   SRV_R_PRICING,
   SRV_R_USAGE,
+  /* working inside a sandbox (issue 6): h_inside.c, h_files.c, stream.c */
+  SRV_R_PROC_OUTPUT = 100,
+  SRV_R_PROC_WAIT,
+  SRV_R_PROC_STDIN,
+  SRV_R_PROC_SIGNAL,
+  SRV_R_PROC_RESIZE,
+  SRV_R_PROC_LIST,
+  SRV_R_FILE_READ,
+  SRV_R_FILE_WRITE,
+  SRV_R_FILE_APPEND,
+  SRV_R_FILE_LIST,
+  SRV_R_FILE_STAT,
+  SRV_R_FILE_MKDIR,
+  SRV_R_FILE_REMOVE,
+  SRV_R_FILE_RENAME,
+  SRV_R_FILE_WATCH,
+  SRV_R_FILES_RAW,   /* GET|PUT /sandbox/{id}/files?path=... */
+  SRV_R_ARCHIVE,     /* GET|PUT /sandbox/{id}/archive?path=... */
 };
+#define SRV_R_INSIDE_FIRST SRV_R_PROC_OUTPUT
+#define SRV_R_INSIDE_LAST SRV_R_FILE_WATCH
 /* Match a path (no query string) under any API prefix. Returns the route or SRV_R_NONE;
  * *allow gets the one method the route accepts ("GET" or "POST"). */
 enum srv_route srv_route_match (const char *path, const char **allow);
@@ -174,6 +194,8 @@ struct srv_reply {
   int retry_after;     /* seconds, 0: none */
   struct { const char *name; char *value; } hdr[4]; /* extra headers; values owned */
   int n_hdr;
+  struct srv_stream *stream; /* a streamed body instead of JSON (status 200), owned */
+  const char *accept;        /* in: the request's Accept header (streams choose SSE) */
 };
 /* Add an extra response header (takes ownership of value; dropped if full or NULL). */
 void srv_reply_header (struct srv_reply *r, const char *name, char *value);
@@ -312,3 +334,35 @@ json_t *srv_sandbox_json (const struct store_sandbox *rec);
 struct srv_http;
 int srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err);
 void srv_http_stop (struct srv_http *h);
+
+/* ---- working inside a sandbox (issue 6): h_inside.c, h_files.c, stream.c, agentc.c ---- */
+/* "/sandbox/{id}/files" and "/sandbox/{id}/archive" (after the prefix): GET and PUT. */
+enum srv_route srv_route_match_id (const char *rest, const char **allow);
+/* Is method one of the comma-separated allow list ("GET, PUT")? */
+int srv_method_allowed (const char *method, const char *allow);
+/* POST routes SRV_R_INSIDE_FIRST..LAST with a JSON body. */
+void srv_h_inside (struct srv *s, enum srv_route route, json_t *body, struct srv_reply *r);
+/* exec with stream / background / pty / exec_id (srv_h_exec hands these over). */
+int srv_exec_is_inside (json_t *body);
+void srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r);
+/* GET /sandbox/{id}/files|archive?path=... */
+void srv_h_raw_get (struct srv *s, enum srv_route route, const char *url, const char *path,
+                    struct srv_reply *r);
+/* PUT /sandbox/{id}/files|archive?path=...: begun at the headers (-1: *r is the answer),
+ * fed as the body arrives, and made effective by end (after authentication) - a body
+ * that is not ended (error, disconnect, refused payment) leaves nothing behind. */
+struct srv_upload;
+int srv_upload_begin (struct srv *s, enum srv_route route, const char *url, const char *path,
+                      const char *mode, struct srv_upload **out, struct srv_reply *r);
+void srv_upload_chunk (struct srv_upload *u, const char *p, size_t n);
+void srv_upload_end (struct srv_upload *u, struct srv_reply *r);
+void srv_upload_free (struct srv_upload *u);
+/* Streamed responses (MHD response from a callback; connection is a struct MHD_Connection). */
+struct MHD_Connection;
+int srv_stream_queue (struct MHD_Connection *c, struct srv_reply *r, const char *method,
+                      const char *url, int64_t start_ns, int cors);
+void srv_stream_free (struct srv_stream *st);
+/* h_exec.c: the command's whole environment (defaults, sandbox env, exec env). */
+char **srv_exec_build_env (const struct srv_sandbox *sb, const struct srv_env *exec_env,
+                           const char *term, size_t *n);
+void srv_strv_free (char **v);

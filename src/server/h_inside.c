@@ -1,0 +1,817 @@
+/* Issue 6 endpoints, part 1: routing of the new paths, validation shared by the new
+ * handlers, exec with stream / background / pty / exec_id, and /sandbox/process/...
+ * Every field is checked like the older endpoints (type, range, size, NUL bytes, exact
+ * ids); the agent checks paths and ids again. */
+#include "inside.h"
+
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+/* ---- routing ---- */
+
+enum srv_route
+srv_route_match_id (const char *rest, const char **allow)
+{
+  static const char pre[] = "/sandbox/";
+  if (strncmp (rest, pre, sizeof pre - 1) != 0)
+    return SRV_R_NONE;
+  const char *id = rest + sizeof pre - 1;
+  const char *slash = strchr (id, '/');
+  if (!slash || slash == id || slash - id >= SBX_ID_MAX)
+    return SRV_R_NONE;
+  *allow = "GET, PUT";
+  if (!strcmp (slash, "/files"))
+    return SRV_R_FILES_RAW;
+  if (!strcmp (slash, "/archive"))
+    return SRV_R_ARCHIVE;
+  return SRV_R_NONE;
+}
+
+int
+srv_method_allowed (const char *method, const char *allow)
+{
+  size_t n = strlen (method);
+  for (const char *p = allow; p && *p;)
+    {
+      while (*p == ' ' || *p == ',')
+        p++;
+      size_t k = strcspn (p, ", ");
+      if (k == n && !strncmp (p, method, n))
+        return 1;
+      p += k;
+    }
+  return 0;
+}
+
+/* ---- validation ---- */
+
+json_t *
+inside_field (json_t *body, const char *name)
+{
+  json_t *v = json_object_get (body, name);
+  return json_is_null (v) ? NULL : v;
+}
+
+int
+inside_bad (struct srv_reply *r, const char *field, const char *what)
+{
+  char msg[256];
+  snprintf (msg, sizeof msg, "%s: %s", field, what);
+  srv_reply_error (r, SBX_E_INVALID, msg);
+  return -1;
+}
+
+int
+inside_int (json_t *body, const char *name, int64_t lo, int64_t hi, int64_t dflt,
+            int64_t *out, struct srv_reply *r)
+{
+  json_t *v = inside_field (body, name);
+  *out = dflt;
+  if (!v)
+    return 0;
+  double d = json_number_value (v);
+  if (!json_is_number (v) || (json_is_real (v) && (!isfinite (d) || d != floor (d))))
+    return inside_bad (r, name, "must be an integer");
+  int64_t x = json_is_integer (v) ? (int64_t) json_integer_value (v) : (int64_t) d;
+  if ((json_is_real (v) && (d < (double) lo || d > (double) hi)) || x < lo || x > hi)
+    {
+      char msg[96];
+      snprintf (msg, sizeof msg, "must be between %lld and %lld", (long long) lo,
+                (long long) hi);
+      return inside_bad (r, name, msg);
+    }
+  *out = x;
+  return 0;
+}
+
+int
+inside_bool (json_t *body, const char *name, int dflt, int *out, struct srv_reply *r)
+{
+  json_t *v = inside_field (body, name);
+  *out = dflt;
+  if (!v)
+    return 0;
+  if (!json_is_boolean (v))
+    return inside_bad (r, name, "must be true or false");
+  *out = json_is_true (v);
+  return 0;
+}
+
+int
+inside_path_ok (const char *p)
+{
+  if (p[0] != '/' || strlen (p) >= SRV_PATH_MAX)
+    return 0;
+  while (*p)
+    {
+      while (*p == '/')
+        p++;
+      size_t n = strcspn (p, "/");
+      if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+        return 0;
+      p += n;
+    }
+  return 1;
+}
+
+int
+inside_path (json_t *v, const char *name, const char **out, struct srv_reply *r)
+{
+  if (!v)
+    return inside_bad (r, name, "is required");
+  if (!json_is_string (v))
+    return inside_bad (r, name, "must be a string");
+  if (strlen (json_string_value (v)) != json_string_length (v))
+    return inside_bad (r, name, "must not contain NUL bytes");
+  const char *s = json_string_value (v);
+  if (json_string_length (v) >= SRV_PATH_MAX)
+    return inside_bad (r, name, "longer than 4095 bytes");
+  if (!inside_path_ok (s))
+    return inside_bad (r, name,
+                       "must be an absolute path without \".\" or \"..\" components");
+  *out = s;
+  return 0;
+}
+
+int
+inside_sandbox_id (json_t *body, char id[SBX_ID_MAX], int *valid, struct srv_reply *r)
+{
+  struct sbx_err err = { 0 };
+  if (srv_parse_sandbox_id (body, id, valid, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return -1;
+    }
+  return 0;
+}
+
+int
+inside_encoding (json_t *body, int *b64, struct srv_reply *r)
+{
+  json_t *v = inside_field (body, "encoding");
+  *b64 = 0;
+  if (!v)
+    return 0;
+  const char *s = json_string_value (v);
+  if (!s || strlen (s) != json_string_length (v))
+    return inside_bad (r, "encoding", "must be \"utf-8\" or \"base64\"");
+  if (!strcasecmp (s, "base64"))
+    *b64 = 1;
+  else if (strcasecmp (s, "utf-8") && strcasecmp (s, "utf8"))
+    return inside_bad (r, "encoding", "must be \"utf-8\" or \"base64\"");
+  return 0;
+}
+
+int
+inside_content (json_t *body, const char *name, int b64, uint8_t **out, size_t *len,
+                struct srv_reply *r)
+{
+  json_t *v = inside_field (body, name);
+  *out = NULL;
+  *len = 0;
+  if (!v)
+    {
+      *out = malloc (1);
+      return *out ? 0 : inside_bad (r, name, "out of memory");
+    }
+  if (!json_is_string (v))
+    return inside_bad (r, name, "must be a string");
+  if (b64)
+    {
+      if (bill_base64_decode (json_string_value (v), json_string_length (v), out, len) < 0)
+        return inside_bad (r, name, "is not valid base64");
+      return 0;
+    }
+  /* utf-8 text: NUL bytes are data here. */
+  *len = json_string_length (v);
+  *out = malloc (*len + 1);
+  if (!*out)
+    return inside_bad (r, name, "out of memory");
+  memcpy (*out, json_string_value (v), *len);
+  return 0;
+}
+
+size_t
+inside_utf8_tail (const uint8_t *p, size_t n)
+{
+  /* Look back at most 3 bytes for a lead byte whose sequence runs past the end. */
+  for (size_t back = 1; back <= 3 && back <= n; back++)
+    {
+      uint8_t c = p[n - back];
+      if ((c & 0xC0) == 0x80)
+        continue; /* continuation: keep looking for the lead */
+      size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 1;
+      return need > back ? back : 0;
+    }
+  return 0;
+}
+
+json_t *
+inside_data_json (const uint8_t *p, size_t n, int force_b64, int *b64_out)
+{
+  if (!force_b64)
+    {
+      char *txt = NULL;
+      size_t tl = 0;
+      int replaced = srv_utf8_sanitize (p ? p : (const uint8_t *) "", n, &txt, &tl);
+      if (replaced == 0)
+        {
+          json_t *s = json_stringn (txt, tl);
+          free (txt);
+          *b64_out = 0;
+          return s;
+        }
+      free (txt);
+    }
+  char *b = srv_base64 (p ? p : (const uint8_t *) "", n);
+  json_t *s = json_string (b ? b : "");
+  free (b);
+  *b64_out = 1;
+  return s;
+}
+
+json_t *
+inside_usage_json (uint64_t cpu_us, uint64_t max_rss_kb)
+{
+  return json_pack ("{s:I,s:I}", "cpu_ms", (json_int_t) (cpu_us / 1000), "max_rss_kb",
+                    (json_int_t) max_rss_kb);
+}
+
+static json_t *
+time_json (int64_t ms)
+{
+  char buf[32];
+  sbx_time_rfc3339 (ms, buf, sizeof buf);
+  return json_string (buf);
+}
+
+json_t *
+inside_proc_json (const struct proto_msg *m)
+{
+  json_t *o = json_object ();
+  json_object_set_new (o, "process_id", json_integer (m->proc_id));
+  json_object_set_new (o, "pid", json_integer (m->pid));
+  if (m->key)
+    json_object_set_new (o, "exec_id", json_string (m->key));
+  if (m->command)
+    json_object_set_new (o, "command", json_string (m->command));
+  json_object_set_new (o, "running", json_boolean (m->running));
+  json_object_set_new (o, "pty", json_boolean (m->pty));
+  json_object_set_new (o, "background", json_boolean (m->background));
+  json_object_set_new (o, "started_at", time_json ((int64_t) m->started_ms));
+  json_object_set_new (o, "stdout_bytes", json_integer ((json_int_t) m->out_total));
+  json_object_set_new (o, "stderr_bytes", json_integer ((json_int_t) m->err_total));
+  json_object_set_new (o, "stdout_earliest", json_integer ((json_int_t) m->out_earliest));
+  json_object_set_new (o, "stderr_earliest", json_integer ((json_int_t) m->err_earliest));
+  if (PROTO_HAS (m, PROTO_M_EXIT_CODE))
+    {
+      json_object_set_new (o, "exit_code", json_integer (m->exit_code));
+      json_object_set_new (o, "returncode", json_integer (m->exit_code));
+      if (m->signal)
+        json_object_set_new (o, "signal", json_integer (m->signal));
+      json_object_set_new (o, "duration_ms", json_integer ((json_int_t) (m->duration_us / 1000)));
+      json_object_set_new (o, "timed_out", json_boolean (m->timed_out));
+      json_object_set_new (o, "usage", inside_usage_json (m->cpu_us, m->max_rss_kb));
+    }
+  else
+    json_object_set_new (o, "exit_code", json_null ());
+  return o;
+}
+
+static const char *
+type_name (uint32_t mode)
+{
+  switch (mode & S_IFMT)
+    {
+    case S_IFREG: return "file";
+    case S_IFDIR: return "directory";
+    case S_IFLNK: return "symlink";
+    case S_IFIFO: return "fifo";
+    case S_IFSOCK: return "socket";
+    case S_IFCHR: return "char_device";
+    case S_IFBLK: return "block_device";
+    default: return "unknown";
+    }
+}
+
+json_t *
+inside_file_json (const struct proto_msg *m, const char *path)
+{
+  json_t *o = json_object ();
+  if (path)
+    {
+      json_object_set_new (o, "path", json_string (path));
+      const char *slash = strrchr (path, '/');
+      json_object_set_new (o, "name", json_string (slash && slash[1] ? slash + 1 : path));
+    }
+  json_object_set_new (o, "type", json_string (type_name (m->mode)));
+  json_object_set_new (o, "size", json_integer ((json_int_t) m->size));
+  char mode[8];
+  snprintf (mode, sizeof mode, "%04o", m->mode & 07777);
+  json_object_set_new (o, "mode", json_string (mode));
+  json_object_set_new (o, "mtime", time_json ((int64_t) (m->mtime_ns / 1000000)));
+  json_object_set_new (o, "uid", json_integer (m->uid));
+  json_object_set_new (o, "gid", json_integer (m->gid));
+  if (m->target)
+    json_object_set_new (o, "target", json_string (m->target));
+  return o;
+}
+
+/* ---- exec with stream / background / pty / exec_id ---- */
+
+int
+srv_exec_is_inside (json_t *body)
+{
+  static const char *const keys[] = { "stream", "background", "pty", "exec_id" };
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    {
+      json_t *v = inside_field (body, keys[i]);
+      if (v && !json_is_false (v))
+        return 1;
+    }
+  return 0;
+}
+
+static int
+key_ok (const char *k, size_t n)
+{
+  if (n == 0 || n > INSIDE_KEY_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z')
+          || (k[i] >= '0' && k[i] <= '9') || strchr ("._:-", k[i])))
+      return 0;
+  return 1;
+}
+
+#define EXEC_REQ_ID 1
+
+void
+srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  struct srv_exec_req req;
+  struct sbx_err err = { 0 };
+  if (srv_parse_exec (body, &s->cfg, &req, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return;
+    }
+  int stream = 0, background = 0, pty = 0, b64 = 0;
+  int64_t rows = 24, cols = 80;
+  const char *key = NULL;
+  struct srv_agent ag = { .fd = -1 };
+  struct proto_buf out = { 0 }, payload = { 0 };
+  char **env = NULL;
+  json_t *v;
+  if (inside_bool (body, "stream", 0, &stream, r) < 0
+      || inside_bool (body, "background", 0, &background, r) < 0
+      || inside_encoding (body, &b64, r) < 0)
+    goto done;
+  if ((v = inside_field (body, "pty")))
+    {
+      json_t *dims = json_is_object (v) ? v : body;
+      if (!json_is_boolean (v) && !json_is_object (v))
+        {
+          inside_bad (r, "pty", "must be true, false or an object {rows, cols}");
+          goto done;
+        }
+      pty = json_is_object (v) || json_is_true (v);
+      if (inside_int (dims, "rows", 1, 4096, 24, &rows, r) < 0
+          || inside_int (dims, "cols", 1, 4096, 80, &cols, r) < 0)
+        goto done;
+    }
+  if ((v = inside_field (body, "exec_id")))
+    {
+      if (!json_is_string (v) || !key_ok (json_string_value (v), json_string_length (v)))
+        {
+          inside_bad (r, "exec_id", "must be 1-128 characters of [A-Za-z0-9._:-]");
+          goto done;
+        }
+      key = json_string_value (v);
+    }
+  if (stream && background)
+    {
+      inside_bad (r, "background", "cannot be combined with stream");
+      goto done;
+    }
+  if (inside_open (s, req.id, req.id_valid, &ag, r) < 0)
+    goto done;
+  size_t envc = 0;
+  env = srv_exec_build_env (ag.sb, &req.env, pty ? "xterm-256color" : NULL, &envc);
+  const char *cwd = req.workdir ? req.workdir : ag.sb->workdir;
+  struct proto_exec_req pr = {
+    .argv = req.argv, .argc = req.argc, .env = env, .envc = envc, .cwd = (char *) cwd,
+    /* A pty is always fed through the master; a background process keeps a stdin pipe
+     * for /sandbox/process/stdin. */
+    .stdin_mode = (req.has_stdin || pty || background) ? PROTO_STDIN_PIPE : PROTO_STDIN_NULL,
+    .timeout_ms = req.timeout_ms,
+    .max_output = (stream || background) ? 0 : req.max_output,
+    .background = (uint8_t) background, .pty = (uint8_t) pty,
+    .rows = (uint32_t) rows, .cols = (uint32_t) cols, .key = (char *) key,
+  };
+  if (!env || proto_exec_req_encode (&pr, &payload) < 0
+      || proto_frame_append (&out, PROTO_EXEC_START, EXEC_REQ_ID, payload.data,
+                             (uint32_t) payload.len) < 0)
+    {
+      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
+      goto done;
+    }
+  if (background)
+    {
+      if (inside_send (&ag, PROTO_EXEC_START, EXEC_REQ_ID, payload.data, (uint32_t) payload.len)
+          < 0)
+        {
+          inside_reply_lost (&ag, r);
+          goto done;
+        }
+      struct proto_frame f;
+      int rc = inside_reply_frame (&ag, &f, 60000, r);
+      if (rc < 0)
+        goto done;
+      uint32_t pid = 0, proc_id = 0;
+      int existing = 0;
+      if (f.type != PROTO_EXEC_STARTED
+          || proto_started_decode (f.payload, f.len, &pid, &proc_id, &existing, &err) < 0)
+        {
+          srv_reply_error (r, SBX_E_EXEC_FAILED, "unexpected answer from the sandbox agent");
+          goto done;
+        }
+      /* stdin given with a background exec: written now, then closed. */
+      for (size_t o = 0; req.has_stdin && !existing; o += INSIDE_STDIN_CHUNK)
+        {
+          size_t n = req.stdin_len - o < INSIDE_STDIN_CHUNK ? req.stdin_len - o
+                                                            : INSIDE_STDIN_CHUNK;
+          struct proto_msg m = { .proc_id = proc_id, .data = (uint8_t *) req.stdin_data + o,
+                                 .data_len = (uint32_t) n, .eof = o + n >= req.stdin_len };
+          PROTO_SET (&m, PROTO_M_PROC_ID);
+          PROTO_SET (&m, PROTO_M_DATA);
+          PROTO_SET (&m, PROTO_M_EOF);
+          if (inside_send_msg (&ag, PROTO_PROC_STDIN, 2, &m) < 0
+              || inside_reply_frame (&ag, &f, 60000, r) < 0)
+            goto done;
+          if (m.eof)
+            break;
+        }
+      json_t *o = json_object ();
+      json_object_set_new (o, "sandbox_id", json_string (req.id));
+      json_object_set_new (o, "process_id", json_integer (proc_id));
+      json_object_set_new (o, "pid", json_integer (pid));
+      if (key)
+        json_object_set_new (o, "exec_id", json_string (key));
+      json_object_set_new (o, "existing", json_boolean (existing));
+      json_object_set_new (o, "running", json_true ());
+      r->status = 200;
+      r->body = o;
+      goto done;
+    }
+  for (size_t o = 0; req.has_stdin && o < req.stdin_len; o += 65536)
+    {
+      size_t n = req.stdin_len - o < 65536 ? req.stdin_len - o : 65536;
+      if (proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_REQ_ID, req.stdin_data + o,
+                              (uint32_t) n) < 0)
+        goto oom;
+    }
+  if (req.has_stdin && proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_REQ_ID, NULL, 0) < 0)
+    goto oom;
+  if (stream)
+    inside_stream_reply (&ag, ST_EXEC, EXEC_REQ_ID, &out, b64, r->accept, r);
+  else
+    inside_exec_collect (&ag, EXEC_REQ_ID, &out, req.max_output, r);
+  goto done;
+oom:
+  srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
+done:
+  inside_close (&ag);
+  proto_buf_free (&out);
+  proto_buf_free (&payload);
+  srv_strv_free (env);
+  srv_exec_req_free (&req);
+}
+
+/* ---- /sandbox/process/... ---- */
+
+static int
+proc_target (json_t *body, struct srv *s, struct srv_agent *ag, uint32_t *proc_id,
+             struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid;
+  int64_t pid;
+  if (inside_sandbox_id (body, id, &valid, r) < 0)
+    return -1;
+  if (!inside_field (body, "process_id"))
+    return inside_bad (r, "process_id", "is required");
+  if (inside_int (body, "process_id", 1, UINT32_MAX, 0, &pid, r) < 0)
+    return -1;
+  *proc_id = (uint32_t) pid;
+  return inside_open (s, id, valid, ag, r);
+}
+
+static int
+parse_signal (json_t *v, uint32_t *sig, struct srv_reply *r)
+{
+  if (!v)
+    return inside_bad (r, "signal", "is required");
+  if (json_is_integer (v))
+    {
+      json_int_t n = json_integer_value (v);
+      if (n < 1 || n >= NSIG)
+        return inside_bad (r, "signal", "is not a valid signal number");
+      *sig = (uint32_t) n;
+      return 0;
+    }
+  const char *s = json_string_value (v);
+  if (!s || strlen (s) != json_string_length (v))
+    return inside_bad (r, "signal", "must be a signal number or name");
+  if (!strncasecmp (s, "SIG", 3))
+    s += 3;
+  for (int n = 1; n < NSIG; n++)
+    {
+      const char *name = sigabbrev_np (n);
+      if (name && !strcasecmp (name, s))
+        {
+          *sig = (uint32_t) n;
+          return 0;
+        }
+    }
+  return inside_bad (r, "signal", "unknown signal name");
+}
+
+static void
+proc_output (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  struct srv_agent ag = { .fd = -1 };
+  uint32_t proc_id;
+  int64_t off[2], wait_ms, max_bytes;
+  int b64, follow;
+  struct proto_buf data[2] = { { 0 }, { 0 } };
+  if (inside_int (body, "stdout_offset", 0, INT64_MAX, 0, &off[0], r) < 0
+      || inside_int (body, "stderr_offset", 0, INT64_MAX, 0, &off[1], r) < 0
+      || inside_int (body, "wait_ms", 0, INSIDE_WAIT_MAX_MS, 0, &wait_ms, r) < 0
+      || inside_int (body, "max_bytes", 1, 8 << 20, 1 << 20, &max_bytes, r) < 0
+      || inside_bool (body, "follow", 0, &follow, r) < 0 || inside_encoding (body, &b64, r) < 0
+      || proc_target (body, s, &ag, &proc_id, r) < 0)
+    goto done;
+  struct proto_msg m = { .proc_id = proc_id, .out_start = (uint64_t) off[0],
+                         .err_start = (uint64_t) off[1], .wait_ms = (uint64_t) wait_ms,
+                         .max_bytes = (uint64_t) max_bytes, .follow = (uint8_t) follow };
+  PROTO_SET (&m, PROTO_M_PROC_ID);
+  PROTO_SET (&m, PROTO_M_OUT_START);
+  PROTO_SET (&m, PROTO_M_ERR_START);
+  PROTO_SET (&m, PROTO_M_WAIT_MS);
+  PROTO_SET (&m, PROTO_M_MAX_BYTES);
+  PROTO_SET (&m, PROTO_M_FOLLOW);
+  if (inside_send_msg (&ag, PROTO_PROC_OUTPUT, 1, &m) < 0)
+    {
+      inside_reply_lost (&ag, r);
+      goto done;
+    }
+  if (follow)
+    {
+      inside_stream_reply (&ag, ST_FOLLOW, 1, NULL, b64, r->accept, r);
+      goto done;
+    }
+  for (;;)
+    {
+      struct proto_frame f;
+      if (inside_reply_frame (&ag, &f, (int) wait_ms + 30000, r) < 0)
+        goto done;
+      if (f.type == PROTO_EXEC_STDOUT || f.type == PROTO_EXEC_STDERR)
+        {
+          if (proto_buf_append (&data[f.type == PROTO_EXEC_STDERR], f.payload, f.len) < 0)
+            {
+              srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
+              goto done;
+            }
+          continue;
+        }
+      if (f.type != PROTO_PROC_INFO)
+        continue;
+      struct proto_msg info;
+      struct sbx_err err = { 0 };
+      if (proto_msg_decode (f.payload, f.len, &info, &err) < 0)
+        {
+          srv_reply_error (r, SBX_E_EXEC_FAILED, err.msg);
+          goto done;
+        }
+      json_t *o = json_object ();
+      const char *names[2] = { "stdout", "stderr" };
+      uint64_t start[2] = { info.out_start, info.err_start };
+      uint64_t end[2] = { info.out_end, info.err_end };
+      uint64_t total[2] = { info.out_total, info.err_total };
+      size_t n[2];
+      int text = !b64;
+      for (int k = 0; k < 2; k++)
+        {
+          n[k] = data[k].len;
+          /* A UTF-8 character cut by the read boundary is left for the next read, so
+           * text never gets a replacement character that is not in the output. */
+          if (!b64 && (info.running || end[k] < total[k]))
+            {
+              size_t t = inside_utf8_tail (data[k].data, n[k]);
+              n[k] -= t;
+              end[k] -= t;
+            }
+          char *txt = NULL;
+          size_t tl;
+          if (text && srv_utf8_sanitize (data[k].data ? data[k].data : (const uint8_t *) "",
+                                         n[k], &txt, &tl) != 0)
+            text = 0; /* not text: both streams in base64, so the encoding is one value */
+          free (txt);
+        }
+      for (int k = 0; k < 2; k++)
+        {
+          int used;
+          json_object_set_new (o, names[k], inside_data_json (data[k].data, n[k], !text, &used));
+          char key[32];
+          snprintf (key, sizeof key, "%s_offset", names[k]);
+          json_object_set_new (o, key, json_integer ((json_int_t) end[k]));
+          snprintf (key, sizeof key, "%s_start", names[k]);
+          json_object_set_new (o, key, json_integer ((json_int_t) start[k]));
+          snprintf (key, sizeof key, "%s_bytes", names[k]);
+          json_object_set_new (o, key, json_integer ((json_int_t) total[k]));
+        }
+      json_object_set_new (o, "encoding", json_string (text ? "utf-8" : "base64"));
+      json_object_set_new (o, "running", json_boolean (info.running));
+      json_object_set_new (o, "more", json_boolean (end[0] < total[0] || end[1] < total[1]));
+      json_object_set_new (o, "process_id", json_integer (info.proc_id));
+      if (PROTO_HAS (&info, PROTO_M_EXIT_CODE))
+        {
+          json_object_set_new (o, "exit_code", json_integer (info.exit_code));
+          json_object_set_new (o, "usage", inside_usage_json (info.cpu_us, info.max_rss_kb));
+        }
+      else
+        json_object_set_new (o, "exit_code", json_null ());
+      proto_msg_free (&info);
+      r->status = 200;
+      r->body = o;
+      goto done;
+    }
+done:
+  proto_buf_free (&data[0]);
+  proto_buf_free (&data[1]);
+  inside_close (&ag);
+}
+
+/* wait, stdin, signal, resize: one request, a PROC_INFO back. */
+static void
+proc_simple (struct srv *s, enum srv_route route, json_t *body, struct srv_reply *r)
+{
+  struct srv_agent ag = { .fd = -1 };
+  uint32_t proc_id;
+  struct proto_msg m = { 0 };
+  uint8_t type = 0;
+  int64_t wait_ms = 0, rows = 0, cols = 0;
+  uint8_t *data = NULL;
+  size_t dlen = 0;
+  int b64 = 0, eof = 0;
+  int timeout = 60000;
+  switch (route)
+    {
+    case SRV_R_PROC_WAIT:
+      type = PROTO_PROC_WAIT;
+      if (inside_int (body, "wait_ms", 0, INSIDE_WAIT_MAX_MS, 30000, &wait_ms, r) < 0)
+        goto done;
+      if (inside_field (body, "timeout"))
+        {
+          int64_t t;
+          if (inside_int (body, "timeout", 0, INSIDE_WAIT_MAX_MS / 1000, 0, &t, r) < 0)
+            goto done;
+          wait_ms = t * 1000;
+        }
+      m.wait_ms = (uint64_t) wait_ms;
+      PROTO_SET (&m, PROTO_M_WAIT_MS);
+      timeout = (int) wait_ms + 30000;
+      break;
+    case SRV_R_PROC_STDIN:
+      type = PROTO_PROC_STDIN;
+      if (inside_encoding (body, &b64, r) < 0 || inside_bool (body, "eof", 0, &eof, r) < 0
+          || inside_content (body, "data", b64, &data, &dlen, r) < 0)
+        goto done;
+      break;
+    case SRV_R_PROC_SIGNAL:
+      type = PROTO_PROC_SIGNAL;
+      if (parse_signal (inside_field (body, "signal"), &m.signal, r) < 0)
+        goto done;
+      PROTO_SET (&m, PROTO_M_SIGNAL);
+      break;
+    case SRV_R_PROC_RESIZE:
+      type = PROTO_PROC_RESIZE;
+      if (!inside_field (body, "rows") || !inside_field (body, "cols"))
+        {
+          inside_bad (r, "rows/cols", "are required");
+          goto done;
+        }
+      if (inside_int (body, "rows", 1, 4096, 24, &rows, r) < 0
+          || inside_int (body, "cols", 1, 4096, 80, &cols, r) < 0)
+        goto done;
+      m.rows = (uint32_t) rows;
+      m.cols = (uint32_t) cols;
+      PROTO_SET (&m, PROTO_M_ROWS);
+      PROTO_SET (&m, PROTO_M_COLS);
+      break;
+    default:
+      goto done;
+    }
+  if (proc_target (body, s, &ag, &proc_id, r) < 0)
+    goto done;
+  m.proc_id = proc_id;
+  PROTO_SET (&m, PROTO_M_PROC_ID);
+  struct proto_frame f;
+  size_t off = 0;
+  do
+    {
+      /* stdin larger than a frame goes in pieces, EOF with the last. */
+      if (type == PROTO_PROC_STDIN)
+        {
+          size_t n = dlen - off < INSIDE_STDIN_CHUNK ? dlen - off : INSIDE_STDIN_CHUNK;
+          m.data = data + off;
+          m.data_len = (uint32_t) n;
+          m.eof = (uint8_t) (eof && off + n >= dlen);
+          PROTO_SET (&m, PROTO_M_DATA);
+          PROTO_SET (&m, PROTO_M_EOF);
+          off += n;
+        }
+      if (inside_send_msg (&ag, type, 1, &m) < 0)
+        {
+          inside_reply_lost (&ag, r);
+          goto done;
+        }
+      if (inside_reply_frame (&ag, &f, timeout, r) < 0)
+        goto done;
+    }
+  while (type == PROTO_PROC_STDIN && off < dlen);
+  struct proto_msg info;
+  struct sbx_err err = { 0 };
+  if (f.type != PROTO_PROC_INFO || proto_msg_decode (f.payload, f.len, &info, &err) < 0)
+    {
+      srv_reply_error (r, SBX_E_EXEC_FAILED, "unexpected answer from the sandbox agent");
+      goto done;
+    }
+  json_t *o = inside_proc_json (&info);
+  json_object_set_new (o, "sandbox_id", json_string (ag.sb->id));
+  if (type == PROTO_PROC_STDIN)
+    json_object_set_new (o, "written", json_integer ((json_int_t) dlen));
+  proto_msg_free (&info);
+  r->status = 200;
+  r->body = o;
+done:
+  free (data);
+  inside_close (&ag);
+}
+
+static void
+proc_list (struct srv *s, json_t *body, struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid;
+  struct srv_agent ag = { .fd = -1 };
+  json_t *arr = NULL;
+  if (inside_sandbox_id (body, id, &valid, r) < 0 || inside_open (s, id, valid, &ag, r) < 0)
+    goto done;
+  if (inside_send (&ag, PROTO_PROC_LIST, 1, NULL, 0) < 0)
+    {
+      inside_reply_lost (&ag, r);
+      goto done;
+    }
+  arr = json_array ();
+  for (;;)
+    {
+      struct proto_frame f;
+      if (inside_reply_frame (&ag, &f, 60000, r) < 0)
+        goto done;
+      if (f.type == PROTO_DONE)
+        break;
+      struct proto_msg info;
+      struct sbx_err err = { 0 };
+      if (f.type != PROTO_PROC_INFO || proto_msg_decode (f.payload, f.len, &info, &err) < 0)
+        continue;
+      json_array_append_new (arr, inside_proc_json (&info));
+      proto_msg_free (&info);
+    }
+  r->status = 200;
+  r->body = json_pack ("{s:s,s:O}", "sandbox_id", id, "processes", arr);
+done:
+  json_decref (arr);
+  inside_close (&ag);
+}
+
+void
+srv_h_inside (struct srv *s, enum srv_route route, json_t *body, struct srv_reply *r)
+{
+  switch (route)
+    {
+    case SRV_R_PROC_OUTPUT: return proc_output (s, body, r);
+    case SRV_R_PROC_LIST: return proc_list (s, body, r);
+    case SRV_R_PROC_WAIT:
+    case SRV_R_PROC_STDIN:
+    case SRV_R_PROC_SIGNAL:
+    case SRV_R_PROC_RESIZE: return proc_simple (s, route, body, r);
+    default: return srv_h_files (s, route, body, r);
+    }
+}

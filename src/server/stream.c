@@ -1,0 +1,821 @@
+/* Issue 6 endpoints, part 3: streamed responses and streamed uploads.
+ *
+ * A streamed response is a libmicrohttpd response from a callback. MHD calls the callback
+ * (in the request's own thread) only when the client's socket can take more, and the
+ * callback reads the agent socket only when it has nothing left to give: a client that
+ * stops reading stops us reading the agent, whose queue fills, whose rings fill, so the
+ * program blocks in write(). Nothing is dropped and sbxd holds at most one read of the
+ * agent socket (64 KiB of frames) per stream. Quiet event streams get a keepalive event
+ * every INSIDE_KEEPALIVE_MS.
+ *
+ * Event streams (exec with "stream", process output with "follow", watch) are NDJSON, one
+ * JSON object per line, or Server-Sent Events when the client accepts text/event-stream.
+ * Raw streams (file and tar download) are the bytes; a failure mid-way aborts the
+ * response (the client sees a truncated chunked body, never a silently short file).
+ *
+ * Uploads (PUT /sandbox/{id}/files|archive) go to the agent as the body arrives, into a
+ * temporary file that only the end of the request renames into place (or, for a tar,
+ * extracts and removes): a body cut short, refused or failed leaves nothing. */
+#include "inside.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TAR_TIMEOUT_MS 600000
+#define ERR_KEEP 4096
+
+struct srv_stream {
+  enum inside_stream_kind kind;
+  struct srv_agent ag;
+  uint32_t req_id;
+  struct proto_buf pending; /* frames for the agent (stdin), from pending_off */
+  size_t pending_off;
+  struct proto_buf out;     /* bytes for the client, from out_off */
+  size_t out_off;
+  int sse, b64;
+  int done, failed;
+  uint8_t hold[2][4];       /* UTF-8 bytes held back until their character completes */
+  size_t hold_len[2];
+  uint64_t offset[2];       /* absolute offset of the next data byte of each stream */
+  struct proto_buf errbuf;  /* tar: stderr, bounded, for the log */
+  /* collect mode (inside_exec_collect) */
+  struct proto_buf keep[2];
+  int keep_trunc[2];
+  uint64_t max_output;
+  uint32_t pid, proc_id;
+  int existing;
+  struct proto_exec_exit exit;
+  int got_exit;
+  struct srv_reply *reply;  /* collect: where an ERROR / loss goes */
+};
+
+static void
+out_append (struct srv_stream *st, const void *p, size_t n)
+{
+  if (proto_buf_append (&st->out, p, n) < 0)
+    st->failed = st->done = 1;
+}
+
+static void
+event (struct srv_stream *st, const char *type, json_t *o)
+{
+  if (!o)
+    o = json_object ();
+  json_object_set_new (o, "type", json_string (type));
+  char *txt = json_dumps (o, JSON_COMPACT);
+  json_decref (o);
+  if (!txt)
+    {
+      st->failed = st->done = 1;
+      return;
+    }
+  if (st->sse)
+    {
+      out_append (st, "event: ", 7);
+      out_append (st, type, strlen (type));
+      out_append (st, "\ndata: ", 7);
+      out_append (st, txt, strlen (txt));
+      out_append (st, "\n\n", 2);
+    }
+  else
+    {
+      out_append (st, txt, strlen (txt));
+      out_append (st, "\n", 1);
+    }
+  free (txt);
+}
+
+static void
+error_event (struct srv_stream *st, struct srv_reply *er)
+{
+  json_t *e = er->body ? json_object_get (er->body, "error") : NULL;
+  json_t *o = json_object ();
+  json_object_set_new (o, "code", json_incref (json_object_get (e, "code")));
+  json_object_set_new (o, "message", json_incref (json_object_get (e, "message")));
+  json_object_set_new (o, "status", json_integer (er->status));
+  event (st, "error", o);
+  json_decref (er->body);
+  er->body = NULL;
+}
+
+/* One data event; text when it is UTF-8 (a character cut at the chunk end waits for the
+ * next chunk), else base64 with "encoding". */
+static void
+data_event (struct srv_stream *st, int s, const uint8_t *p, size_t n, int final)
+{
+  size_t total = st->hold_len[s] + n;
+  uint8_t *buf = malloc (total ? total : 1);
+  if (!buf)
+    {
+      st->failed = st->done = 1;
+      return;
+    }
+  memcpy (buf, st->hold[s], st->hold_len[s]);
+  if (n)
+    memcpy (buf + st->hold_len[s], p, n);
+  st->hold_len[s] = 0;
+  size_t keep = (st->b64 || final) ? 0 : inside_utf8_tail (buf, total);
+  size_t emit = total - keep;
+  memcpy (st->hold[s], buf + emit, keep);
+  st->hold_len[s] = keep;
+  if (emit)
+    {
+      int used;
+      json_t *o = json_object ();
+      json_object_set_new (o, "data", inside_data_json (buf, emit, st->b64, &used));
+      if (used)
+        json_object_set_new (o, "encoding", json_string ("base64"));
+      json_object_set_new (o, "offset", json_integer ((json_int_t) st->offset[s]));
+      st->offset[s] += emit;
+      event (st, s ? "stderr" : "stdout", o);
+    }
+  free (buf);
+}
+
+static void
+keep_append (struct srv_stream *st, int s, const uint8_t *p, size_t n)
+{
+  size_t room = st->keep[s].len < st->max_output ? (size_t) (st->max_output - st->keep[s].len)
+                                                  : 0;
+  if (n > room)
+    {
+      st->keep_trunc[s] = 1;
+      n = room;
+    }
+  if (n && proto_buf_append (&st->keep[s], p, n) < 0)
+    st->keep_trunc[s] = 1;
+}
+
+static json_t *
+exit_json (const struct proto_exec_exit *ex)
+{
+  json_t *o = json_object ();
+  json_object_set_new (o, "exit_code", json_integer (ex->exit_code));
+  json_object_set_new (o, "returncode", json_integer (ex->exit_code));
+  if (ex->signal)
+    json_object_set_new (o, "signal", json_integer (ex->signal));
+  json_object_set_new (o, "duration_ms", json_integer ((json_int_t) (ex->duration_us / 1000)));
+  json_object_set_new (o, "timed_out", json_boolean (ex->timed_out));
+  json_object_set_new (o, "stdout_bytes", json_integer ((json_int_t) ex->stdout_bytes));
+  json_object_set_new (o, "stderr_bytes", json_integer ((json_int_t) ex->stderr_bytes));
+  json_object_set_new (o, "usage", inside_usage_json (ex->cpu_us, ex->max_rss_kb));
+  return o;
+}
+
+static void
+handle_frame (struct srv_stream *st, const struct proto_frame *f)
+{
+  struct sbx_err err = { 0 };
+  if (f->id != st->req_id)
+    return;
+  if (f->type == PROTO_ERROR)
+    {
+      struct srv_reply er = { 0 };
+      inside_reply_agent_error (f, &er);
+      if (st->kind == ST_RAW_FILE || st->kind == ST_RAW_TAR)
+        {
+          LOG_WARN ("stream from %s failed: %s", st->ag.sb->id,
+                    json_string_value (json_object_get (json_object_get (er.body, "error"),
+                                                        "message")));
+          json_decref (er.body);
+          st->failed = 1;
+        }
+      else if (st->reply)
+        *st->reply = er;
+      else
+        error_event (st, &er);
+      st->done = 1;
+      return;
+    }
+  switch (st->kind)
+    {
+    case ST_RAW_FILE:
+      if (f->type == PROTO_FILE_DATA)
+        out_append (st, f->payload, f->len);
+      else if (f->type == PROTO_DONE)
+        st->done = 1;
+      return;
+    case ST_RAW_TAR:
+      if (f->type == PROTO_EXEC_STDOUT)
+        out_append (st, f->payload, f->len);
+      else if (f->type == PROTO_EXEC_STDERR && st->errbuf.len < ERR_KEEP)
+        proto_buf_append (&st->errbuf, f->payload,
+                          f->len < ERR_KEEP - st->errbuf.len ? f->len : ERR_KEEP - st->errbuf.len);
+      else if (f->type == PROTO_EXEC_EXIT)
+        {
+          struct proto_exec_exit ex;
+          if (proto_exec_exit_decode (f->payload, f->len, &ex, &err) < 0 || ex.exit_code != 0)
+            {
+              LOG_WARN ("tar in %s failed: %.*s", st->ag.sb->id, (int) st->errbuf.len,
+                        st->errbuf.data ? (char *) st->errbuf.data : "");
+              st->failed = 1;
+            }
+          st->done = 1;
+        }
+      return;
+    case ST_WATCH:
+      if (f->type == PROTO_WATCH_EVENT)
+        {
+          struct proto_msg m;
+          if (proto_msg_decode (f->payload, f->len, &m, &err) < 0)
+            return;
+          static const char *const names[] = { "", "created", "modified", "deleted",
+                                               "moved_from", "moved_to", "overflow" };
+          json_t *o = json_object ();
+          if (m.path)
+            json_object_set_new (o, "path", json_string (m.path));
+          json_object_set_new (o, "is_dir", json_boolean (m.flags & PROTO_F_DIR));
+          event (st, m.kind < 7 ? names[m.kind] : "unknown", o);
+          proto_msg_free (&m);
+        }
+      return;
+    default:
+      break;
+    }
+  /* ST_EXEC, ST_FOLLOW, collect */
+  switch (f->type)
+    {
+    case PROTO_EXEC_STARTED:
+      {
+        uint32_t pid = 0, proc_id = 0;
+        int existing = 0;
+        if (proto_started_decode (f->payload, f->len, &pid, &proc_id, &existing, &err) < 0)
+          return;
+        st->pid = pid;
+        st->proc_id = proc_id;
+        st->existing = existing;
+        if (!st->reply)
+          event (st, "start", json_pack ("{s:I,s:I,s:b}", "pid", (json_int_t) pid,
+                                         "process_id", (json_int_t) proc_id, "existing",
+                                         existing));
+        return;
+      }
+    case PROTO_PROC_INFO:
+      {
+        struct proto_msg m;
+        if (proto_msg_decode (f->payload, f->len, &m, &err) < 0)
+          return;
+        st->offset[0] = m.out_start;
+        st->offset[1] = m.err_start;
+        json_t *o = inside_proc_json (&m);
+        json_object_set_new (o, "stdout_offset", json_integer ((json_int_t) m.out_start));
+        json_object_set_new (o, "stderr_offset", json_integer ((json_int_t) m.err_start));
+        event (st, "start", o);
+        proto_msg_free (&m);
+        return;
+      }
+    case PROTO_EXEC_STDOUT:
+    case PROTO_EXEC_STDERR:
+      if (st->reply)
+        keep_append (st, f->type == PROTO_EXEC_STDERR, f->payload, f->len);
+      else
+        data_event (st, f->type == PROTO_EXEC_STDERR, f->payload, f->len, 0);
+      return;
+    case PROTO_EXEC_EXIT:
+      if (proto_exec_exit_decode (f->payload, f->len, &st->exit, &err) < 0)
+        {
+          st->failed = st->done = 1;
+          return;
+        }
+      st->got_exit = 1;
+      if (!st->reply)
+        {
+          for (int s = 0; s < 2; s++)
+            if (st->hold_len[s])
+              data_event (st, s, NULL, 0, 1);
+          json_t *o = exit_json (&st->exit);
+          json_object_set_new (o, "truncated", json_boolean (st->exit.stdout_truncated
+                                                             || st->exit.stderr_truncated));
+          event (st, "exit", o);
+        }
+      st->done = 1;
+      return;
+    default:
+      return;
+    }
+}
+
+/* Move data once: send pending frames, read and handle what the agent sent. Waits up to
+ * timeout_ms. Returns 0 on progress or timeout (*timed_out), -1 when the agent is gone. */
+static int
+pump (struct srv_stream *st, int timeout_ms, int *timed_out)
+{
+  *timed_out = 0;
+  struct proto_frame f;
+  struct sbx_err err = { 0 };
+  int rc;
+  while ((rc = proto_reader_next (&st->ag.rd, &f, &err)) == 1)
+    {
+      handle_frame (st, &f);
+      if (st->done)
+        return 0;
+    }
+  if (rc < 0)
+    return -1;
+  if (st->out.len > st->out_off)
+    return 0; /* give the client what we have before reading more */
+  int want_out = st->pending.len > st->pending_off;
+  struct pollfd p = { .fd = st->ag.fd, .events = POLLIN | (want_out ? POLLOUT : 0) };
+  int pr = poll (&p, 1, timeout_ms);
+  if (pr < 0)
+    return errno == EINTR ? 0 : -1;
+  if (pr == 0)
+    {
+      *timed_out = 1;
+      return 0;
+    }
+  if (p.revents & POLLOUT)
+    {
+      ssize_t n = send (st->ag.fd, st->pending.data + st->pending_off,
+                        st->pending.len - st->pending_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0)
+        st->pending_off += (size_t) n;
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return -1;
+    }
+  if (p.revents & (POLLIN | POLLHUP | POLLERR))
+    {
+      ssize_t n = proto_reader_fill (&st->ag.rd, st->ag.fd);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        return -1;
+    }
+  return 0;
+}
+
+static ssize_t
+stream_cb (void *cls, uint64_t pos, char *buf, size_t max)
+{
+  struct srv_stream *st = cls;
+  for (;;)
+    {
+      size_t have = st->out.len - st->out_off;
+      if (have)
+        {
+          size_t n = have < max ? have : max;
+          memcpy (buf, st->out.data + st->out_off, n);
+          st->out_off += n;
+          if (st->out_off == st->out.len)
+            st->out_off = st->out.len = 0;
+          return (ssize_t) n;
+        }
+      if (st->failed)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      if (st->done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+      int raw = st->kind == ST_RAW_FILE || st->kind == ST_RAW_TAR;
+      int timed_out;
+      if (pump (st, INSIDE_KEEPALIVE_MS, &timed_out) < 0)
+        {
+          if (raw)
+            st->failed = 1;
+          else
+            {
+              struct srv_reply er = { 0 };
+              inside_reply_lost (&st->ag, &er);
+              error_event (st, &er);
+            }
+          st->done = 1;
+          continue;
+        }
+      if (timed_out && !raw)
+        event (st, "keepalive", NULL);
+    }
+}
+
+void
+srv_stream_free (struct srv_stream *st)
+{
+  if (!st)
+    return;
+  /* Closing the agent connection ends a foreground exec that is still running (the
+   * client went away), a watch, a file read. */
+  inside_close (&st->ag);
+  proto_buf_free (&st->pending);
+  proto_buf_free (&st->out);
+  proto_buf_free (&st->errbuf);
+  proto_buf_free (&st->keep[0]);
+  proto_buf_free (&st->keep[1]);
+  free (st);
+}
+
+static void
+free_cb (void *cls)
+{
+  srv_stream_free (cls);
+}
+
+int
+srv_stream_queue (struct MHD_Connection *c, struct srv_reply *r, const char *method,
+                  const char *url, int64_t start_ns, int cors)
+{
+  struct srv_stream *st = steal_ptr (&r->stream);
+  const char *ct = st->kind == ST_RAW_FILE ? "application/octet-stream"
+                   : st->kind == ST_RAW_TAR ? "application/x-tar"
+                   : st->sse               ? "text/event-stream"
+                                           : "application/x-ndjson";
+  struct MHD_Response *resp
+      = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 64 * 1024, stream_cb, st, free_cb);
+  if (!resp)
+    {
+      srv_stream_free (st);
+      return MHD_NO;
+    }
+  MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, ct);
+  MHD_add_response_header (resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  MHD_add_response_header (resp, "X-Accel-Buffering", "no");
+  for (int i = 0; i < r->n_hdr; i++)
+    {
+      MHD_add_response_header (resp, r->hdr[i].name, r->hdr[i].value);
+      free (r->hdr[i].value);
+    }
+  r->n_hdr = 0;
+  if (cors)
+    {
+      MHD_add_response_header (resp, "Access-Control-Allow-Origin", "*");
+      MHD_add_response_header (resp, "Access-Control-Expose-Headers",
+                               "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE");
+    }
+  enum MHD_Result ret = MHD_queue_response (c, 200, resp);
+  MHD_destroy_response (resp);
+  LOG_INFO ("%s %s -> 200 stream (%lld ms to start)", method, url,
+            (long long) ((sbx_mono_ns () - start_ns) / 1000000));
+  json_decref (r->body);
+  r->body = NULL;
+  return ret;
+}
+
+static int
+accepts_sse (const char *accept)
+{
+  return accept && strcasestr (accept, "text/event-stream") != NULL;
+}
+
+static struct srv_stream *
+stream_new (struct srv_agent *ag, enum inside_stream_kind kind, uint32_t req_id,
+            struct proto_buf *pending)
+{
+  struct srv_stream *st = calloc (1, sizeof *st);
+  if (!st)
+    return NULL;
+  st->kind = kind;
+  st->req_id = req_id;
+  st->ag = *ag;
+  memset (ag, 0, sizeof *ag); /* taken over */
+  ag->fd = -1;
+  if (pending)
+    {
+      st->pending = *pending;
+      memset (pending, 0, sizeof *pending);
+    }
+  sbx_set_nonblock (st->ag.fd, 1);
+  return st;
+}
+
+void
+inside_stream_reply (struct srv_agent *ag, enum inside_stream_kind kind, uint32_t req_id,
+                     struct proto_buf *pending, int b64, const char *accept,
+                     struct srv_reply *r)
+{
+  struct srv_stream *st = stream_new (ag, kind, req_id, pending);
+  if (!st)
+    {
+      srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
+      return;
+    }
+  st->b64 = b64;
+  st->sse = kind != ST_RAW_FILE && kind != ST_RAW_TAR && accepts_sse (accept);
+  r->status = 200;
+  r->stream = st;
+}
+
+void
+inside_exec_collect (struct srv_agent *ag, uint32_t req_id, struct proto_buf *pending,
+                     uint64_t max_output, struct srv_reply *r)
+{
+  struct srv_stream *st = stream_new (ag, ST_EXEC, req_id, pending);
+  if (!st)
+    {
+      srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
+      return;
+    }
+  struct srv_reply er = { 0 };
+  st->reply = &er;
+  st->max_output = max_output;
+  while (!st->done)
+    {
+      int timed_out;
+      if (pump (st, 60000, &timed_out) < 0)
+        {
+          inside_reply_lost (&st->ag, &er);
+          break;
+        }
+    }
+  if (er.body)
+    *r = er;
+  else if (!st->got_exit)
+    srv_reply_error (r, SBX_E_EXEC_FAILED, "the command's result was lost");
+  else
+    {
+      json_t *o = exit_json (&st->exit);
+      int used;
+      json_object_set_new (o, "stdout", inside_data_json (st->keep[0].data, st->keep[0].len, 0,
+                                                          &used));
+      json_object_set_new (o, "stderr", inside_data_json (st->keep[1].data, st->keep[1].len, 0,
+                                                          &used));
+      json_object_set_new (o, "truncated", json_boolean (st->keep_trunc[0] || st->keep_trunc[1]
+                                                         || st->exit.stdout_truncated
+                                                         || st->exit.stderr_truncated));
+      json_object_set_new (o, "process_id", json_integer (st->proc_id));
+      json_object_set_new (o, "pid", json_integer (st->pid));
+      json_object_set_new (o, "existing", json_boolean (st->existing));
+      r->status = 200;
+      r->body = o;
+    }
+  srv_stream_free (st);
+}
+
+/* ---- raw files and tar ---- */
+
+/* The sandbox id of /<prefix>/sandbox/<id>/files|archive. */
+static int
+url_sandbox_id (const char *url, char id[SBX_ID_MAX])
+{
+  const char *p = strstr (url, "/sandbox/");
+  id[0] = '\0';
+  if (!p)
+    return 0;
+  p += 9;
+  size_t n = strcspn (p, "/");
+  if (n == 0 || n >= SBX_ID_MAX)
+    return 0;
+  memcpy (id, p, n);
+  id[n] = '\0';
+  return sbx_id_valid (id, "sb");
+}
+
+static int
+query_path (const char *path, struct srv_reply *r)
+{
+  if (!path)
+    return inside_bad (r, "path", "query parameter is required");
+  if (!inside_path_ok (path))
+    return inside_bad (r, "path", "must be an absolute path without \".\" or \"..\" components");
+  return 0;
+}
+
+static int
+tar_exec (struct srv_agent *ag, uint32_t id, const char *const *argv, struct srv_reply *r)
+{
+  static const char *const env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+                                     "/sbin:/bin",
+                                     "LC_ALL=C", NULL };
+  struct proto_exec_req req = { .argv = (char **) argv, .env = (char **) env, .envc = 2,
+                                .timeout_ms = TAR_TIMEOUT_MS };
+  while (argv[req.argc])
+    req.argc++;
+  struct proto_buf b = { 0 };
+  int rc = proto_exec_req_encode (&req, &b) < 0
+               ? -1
+               : inside_send (ag, PROTO_EXEC_START, id, b.data, (uint32_t) b.len);
+  proto_buf_free (&b);
+  if (rc < 0)
+    inside_reply_lost (ag, r);
+  return rc;
+}
+
+void
+srv_h_raw_get (struct srv *s, enum srv_route route, const char *url, const char *path,
+               struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid = url_sandbox_id (url, id);
+  struct srv_agent ag = { .fd = -1 };
+  if (query_path (path, r) < 0 || inside_open (s, id, valid, &ag, r) < 0)
+    goto done;
+  struct proto_frame f;
+  if (route == SRV_R_FILES_RAW)
+    {
+      struct proto_msg m = { .path = (char *) path };
+      PROTO_SET (&m, PROTO_M_PATH);
+      if (inside_send_msg (&ag, PROTO_FILE_READ, 1, &m) < 0)
+        {
+          inside_reply_lost (&ag, r);
+          goto done;
+        }
+      /* FILE_INFO first (or the ERROR that becomes the status); then the bytes. */
+      if (inside_reply_frame (&ag, &f, 60000, r) < 0)
+        goto done;
+      inside_stream_reply (&ag, ST_RAW_FILE, 1, NULL, 0, NULL, r);
+      goto done;
+    }
+  struct proto_msg m = { .path = (char *) path, .kind = PROTO_OP_STAT };
+  PROTO_SET (&m, PROTO_M_PATH);
+  PROTO_SET (&m, PROTO_M_KIND);
+  if (inside_send_msg (&ag, PROTO_FILE_OP, 1, &m) < 0)
+    {
+      inside_reply_lost (&ag, r);
+      goto done;
+    }
+  if (inside_reply_frame (&ag, &f, 60000, r) < 0)
+    goto done;
+  struct proto_msg info;
+  struct sbx_err err = { 0 };
+  if (proto_msg_decode (f.payload, f.len, &info, &err) < 0)
+    {
+      srv_reply_error (r, SBX_E_EXEC_FAILED, err.msg);
+      goto done;
+    }
+  int dir = (info.mode & S_IFMT) == S_IFDIR;
+  proto_msg_free (&info);
+  if (!dir)
+    {
+      srv_reply_http (r, 400, "invalid_request", "path: not a directory");
+      goto done;
+    }
+  if (inside_reply_frame (&ag, &f, 60000, r) < 0) /* the DONE of the stat */
+    goto done;
+  /* tar of the image, run inside the sandbox like any command. */
+  const char *const argv[] = { "tar", "-c", "-f", "-", "-C", path, ".", NULL };
+  if (tar_exec (&ag, 2, argv, r) < 0)
+    goto done;
+  inside_stream_reply (&ag, ST_RAW_TAR, 2, NULL, 0, NULL, r);
+done:
+  inside_close (&ag);
+}
+
+struct srv_upload {
+  enum srv_route route;
+  struct srv_agent ag;
+  char path[SRV_PATH_MAX];
+  char tmp[SRV_PATH_MAX + 64]; /* archive: the uploaded tar inside the sandbox */
+  uint64_t bytes;
+  int broken;                  /* the agent connection failed while sending */
+};
+
+int
+srv_upload_begin (struct srv *s, enum srv_route route, const char *url, const char *path,
+                  const char *mode, struct srv_upload **out, struct srv_reply *r)
+{
+  char id[SBX_ID_MAX];
+  int valid = url_sandbox_id (url, id);
+  *out = NULL;
+  if (query_path (path, r) < 0)
+    return -1;
+  long m = -1;
+  if (mode)
+    {
+      char *end;
+      m = *mode ? strtol (mode, &end, 8) : -1;
+      if (!*mode || *end || m < 0 || m > 07777)
+        return inside_bad (r, "mode", "must be octal permission bits like 0644");
+    }
+  struct srv_upload *u = calloc (1, sizeof *u);
+  if (!u)
+    {
+      srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
+      return -1;
+    }
+  u->route = route;
+  snprintf (u->path, sizeof u->path, "%s", path);
+  if (inside_open (s, id, valid, &u->ag, r) < 0)
+    goto fail;
+  struct proto_frame f;
+  struct proto_msg w = { .path = u->path, .flags = PROTO_F_PARENTS, .mode = (uint32_t) m };
+  PROTO_SET (&w, PROTO_M_PATH);
+  PROTO_SET (&w, PROTO_M_FLAGS);
+  if (m >= 0)
+    PROTO_SET (&w, PROTO_M_MODE);
+  if (route == SRV_R_ARCHIVE)
+    {
+      struct proto_msg d = { .path = u->path, .kind = PROTO_OP_MKDIR,
+                             .flags = PROTO_F_PARENTS | PROTO_F_EXIST_OK };
+      PROTO_SET (&d, PROTO_M_PATH);
+      PROTO_SET (&d, PROTO_M_KIND);
+      PROTO_SET (&d, PROTO_M_FLAGS);
+      if (inside_send_msg (&u->ag, PROTO_FILE_OP, 3, &d) < 0)
+        {
+          inside_reply_lost (&u->ag, r);
+          goto fail;
+        }
+      if (inside_reply_frame (&u->ag, &f, 60000, r) < 0)
+        goto fail;
+      uint32_t rnd = 0;
+      if (getrandom (&rnd, sizeof rnd, 0) < 0)
+        rnd = (uint32_t) sbx_mono_ns ();
+      snprintf (u->tmp, sizeof u->tmp, "%s/.sbx-archive-%08x.tar",
+                strcmp (u->path, "/") ? u->path : "", rnd);
+      w.path = u->tmp;
+      w.flags = 0;
+      w.mode = 0600;
+      PROTO_SET (&w, PROTO_M_MODE);
+    }
+  if (inside_send_msg (&u->ag, PROTO_FILE_WRITE, 1, &w) < 0)
+    {
+      inside_reply_lost (&u->ag, r);
+      goto fail;
+    }
+  if (inside_reply_frame (&u->ag, &f, 60000, r) < 0)
+    goto fail;
+  *out = u;
+  return 0;
+fail:
+  inside_close (&u->ag);
+  free (u);
+  return -1;
+}
+
+void
+srv_upload_chunk (struct srv_upload *u, const char *p, size_t n)
+{
+  /* Blocking: while the sandbox writes, we stop reading the client (TCP flow control). */
+  for (size_t o = 0; o < n && !u->broken; o += PROTO_DATA_CHUNK)
+    {
+      size_t k = n - o < PROTO_DATA_CHUNK ? n - o : PROTO_DATA_CHUNK;
+      if (inside_send (&u->ag, PROTO_FILE_DATA, 1, p + o, (uint32_t) k) < 0)
+        u->broken = 1; /* the answer at the end says why */
+    }
+  u->bytes += n;
+}
+
+void
+srv_upload_end (struct srv_upload *u, struct srv_reply *r)
+{
+  struct proto_frame f;
+  if (!u->broken)
+    inside_send (&u->ag, PROTO_FILE_DATA, 1, NULL, 0);
+  int rc = inside_reply_frame (&u->ag, &f, 120000, r);
+  if (rc < 0)
+    return;
+  if (u->route == SRV_R_FILES_RAW)
+    {
+      r->status = 200;
+      r->body = json_pack ("{s:s,s:I}", "path", u->path, "size", (json_int_t) u->bytes);
+      return;
+    }
+  /* The archive is complete inside the sandbox: extract it there, then remove it. */
+  const char *const argv[] = { "tar", "-x", "--no-same-owner", "-f", u->tmp, "-C", u->path,
+                               NULL };
+  struct srv_reply er = { 0 };
+  if (tar_exec (&u->ag, 2, argv, &er) < 0)
+    {
+      *r = er;
+      return;
+    }
+  struct proto_buf errb = { 0 };
+  struct proto_exec_exit ex = { .exit_code = -1 };
+  for (;;)
+    {
+      if ((rc = inside_reply_frame (&u->ag, &f, TAR_TIMEOUT_MS + 30000, r)) < 0)
+        break;
+      struct sbx_err err = { 0 };
+      if (f.type == PROTO_EXEC_STDERR && errb.len < ERR_KEEP)
+        proto_buf_append (&errb, f.payload, f.len < ERR_KEEP ? f.len : ERR_KEEP);
+      if (f.type == PROTO_EXEC_EXIT)
+        {
+          proto_exec_exit_decode (f.payload, f.len, &ex, &err);
+          break;
+        }
+    }
+  struct proto_msg d = { .path = u->tmp, .kind = PROTO_OP_REMOVE };
+  PROTO_SET (&d, PROTO_M_PATH);
+  PROTO_SET (&d, PROTO_M_KIND);
+  if (inside_send_msg (&u->ag, PROTO_FILE_OP, 3, &d) == 0)
+    {
+      struct srv_reply ignore = { 0 };
+      inside_reply_frame (&u->ag, &f, 60000, &ignore);
+      json_decref (ignore.body);
+    }
+  if (rc >= 0)
+    {
+      if (ex.exit_code != 0)
+        {
+          char msg[ERR_KEEP + 64];
+          snprintf (msg, sizeof msg, "tar failed (exit %d): %.*s", ex.exit_code,
+                    (int) errb.len, errb.data ? (char *) errb.data : "");
+          srv_reply_http (r, 400, "archive_failed", msg);
+        }
+      else
+        {
+          r->status = 200;
+          r->body = json_pack ("{s:s,s:I}", "path", u->path, "size", (json_int_t) u->bytes);
+        }
+    }
+  proto_buf_free (&errb);
+}
+
+void
+srv_upload_free (struct srv_upload *u)
+{
+  if (!u)
+    return;
+  inside_close (&u->ag); /* an upload not ended: the agent drops its temporary file */
+  free (u);
+}

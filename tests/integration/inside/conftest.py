@@ -1,0 +1,20 @@
+"""Fixtures for the issue-6 tests (streaming, processes, files, watch): one sbxd for the
+module set, built like the API suite's (tests/integration/api/conftest.py)."""
+import pytest
+
+from api.conftest import Sbxd, finish, make_state_dir
+
+
+@pytest.fixture(scope="session")
+def sbxd(python_image):
+    d = Sbxd(make_state_dir()).start()
+    yield d
+    finish(d)
+
+
+@pytest.fixture
+def sid(sbxd):
+    """A fresh sandbox, terminated after the test."""
+    s = sbxd.create(timeout=600)
+    yield s
+    sbxd.post("/sandbox/terminate", {"sandbox_id": s})
