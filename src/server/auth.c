@@ -47,11 +47,67 @@ srv_req_charge_ref (void)
   return current ? current->seq : 0;
 }
 
+/* What each route needs when authentication is on. A route that is not listed here is
+ * REFUSED (fail closed): a new endpoint must say whether it is free, needs to know the
+ * caller, acts on the caller's own sandbox, or is priced, before it can be used with
+ * auth on. */
+enum policy {
+  POL_REFUSE = 0,
+  POL_FREE,     /* no identity: health, pricing */
+  POL_IDENTIFY, /* the caller must say who it is: list, usage */
+  POL_OWNED,    /* identity, and the sandbox named by the body's "sandbox_id" or the path's
+                   /sandbox/{id}/ must be the caller's; free */
+  POL_PRICED,   /* identity, ownership of the body's sandbox_id (not for create), price */
+};
+
+static int
+route_policy (int route)
+{
+  switch (route)
+    {
+    case SRV_R_HEALTH:
+    case SRV_R_PRICING: return POL_FREE;
+    case SRV_R_LIST:
+    case SRV_R_USAGE: return POL_IDENTIFY;
+    case SRV_R_CREATE:
+    case SRV_R_EXEC:
+    case SRV_R_STATUS:
+    case SRV_R_TERMINATE: return POL_PRICED;
+    default: return POL_REFUSE;
+    }
+}
+
 static int
 priced_route (int route)
 {
-  return route == SRV_R_CREATE || route == SRV_R_EXEC || route == SRV_R_STATUS
-         || route == SRV_R_TERMINATE;
+  return route_policy (route) == POL_PRICED;
+}
+
+/* The sandbox a POL_OWNED request is about: "sandbox_id" of a JSON object body, else the
+ * {id} of a /sandbox/{id}/... path. "" when there is none. */
+static void
+owned_target (const struct srv_req *q, char id[SBX_ID_MAX])
+{
+  id[0] = '\0';
+  json_t *body = q->len ? json_loadb (q->body, q->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+  const char *v = json_string_value (json_object_get (body, "sandbox_id"));
+  if (v && strlen (v) < SBX_ID_MAX && sbx_id_valid (v, "sb"))
+    snprintf (id, SBX_ID_MAX, "%s", v);
+  json_decref (body);
+  const char *p = strstr (q->url, "/sandbox/");
+  if (!id[0] && p)
+    {
+      p += strlen ("/sandbox/");
+      size_t n = strcspn (p, "/?");
+      if (n < SBX_ID_MAX)
+        {
+          char seg[SBX_ID_MAX];
+          memcpy (seg, p, n);
+          seg[n] = '\0';
+          if (sbx_id_valid (seg, "sb"))
+            snprintf (id, SBX_ID_MAX, "%s", seg);
+        }
+    }
 }
 
 static const char *
@@ -294,8 +350,14 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
   ch->route = q->route;
   ch->op = route_op (q->route);
   int auth = s->cfg.auth;
-  if (!auth || q->route == SRV_R_HEALTH || q->route == SRV_R_PRICING)
+  int policy = route_policy (q->route);
+  if (!auth || policy == POL_FREE)
     return 1;
+  if (policy == POL_REFUSE)
+    {
+      srv_reply_http (r, 403, "forbidden", "this endpoint is not available with authentication on");
+      return 0;
+    }
 
   const char *why = NULL;
   int identified = 0;
@@ -332,6 +394,16 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
         }
     }
   build_offer (s, q, ch, price);
+  if (policy == POL_OWNED)
+    {
+      owned_target (q, ch->sandbox_id);
+      if (!ch->sandbox_id[0])
+        {
+          srv_reply_http (r, 403, "forbidden",
+                          "with authentication on, this endpoint needs the caller's sandbox");
+          return 0;
+        }
+    }
 
   int paid_x402 = 0;
   if (!identified)
