@@ -29,7 +29,9 @@ srv_config_set_auth (struct srv_config *c, const char *s, struct sbx_err *err)
       if (bits < 0)
         break;
     }
-  if (bits <= 0 || strlen (s) >= sizeof buf)
+  size_t n = strlen (s);
+  /* strtok skips empty fields: "api_key," or ",x402" must not pass as valid */
+  if (bits <= 0 || n >= sizeof buf || s[0] == ',' || s[n - 1] == ',' || strstr (s, ",,"))
     return sbx_err_set (err, SBX_E_INVALID, 0,
                         "auth: expected off, api_key, x402 or api_key,x402; got '%s'", s);
   c->auth = bits;
