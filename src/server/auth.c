@@ -73,6 +73,27 @@ route_policy (int route)
     case SRV_R_EXEC:
     case SRV_R_STATUS:
     case SRV_R_TERMINATE: return POL_PRICED;
+    /* Inside the caller's own sandbox (paid for by its create): processes, files, diff. */
+    case SRV_R_PROC_OUTPUT:
+    case SRV_R_PROC_WAIT:
+    case SRV_R_PROC_STDIN:
+    case SRV_R_PROC_SIGNAL:
+    case SRV_R_PROC_RESIZE:
+    case SRV_R_PROC_LIST:
+    case SRV_R_FILE_READ:
+    case SRV_R_FILE_WRITE:
+    case SRV_R_FILE_APPEND:
+    case SRV_R_FILE_LIST:
+    case SRV_R_FILE_STAT:
+    case SRV_R_FILE_MKDIR:
+    case SRV_R_FILE_REMOVE:
+    case SRV_R_FILE_RENAME:
+    case SRV_R_FILE_WATCH:
+    case SRV_R_FILES_RAW:
+    case SRV_R_ARCHIVE:
+    case SRV_R_DIFF: return POL_OWNED;
+    /* Images and volumes have no owner yet, and fork creates unpaid sandboxes: refused
+     * with auth on until they are priced and owned. */
     default: return POL_REFUSE;
     }
 }
@@ -313,7 +334,7 @@ answer_existing (struct srv_charge *ch, struct store_payment *ex, struct srv_rep
 {
   if (!ex->done)
     reply_402_x402 (r, &ch->offer, "payment_in_progress");
-  else if (strcmp (ex->request_hash, ch->request_hash) != 0 || !ex->status)
+  else if (strcmp (ex->request_hash, ch->request_hash) != 0 || !ex->status || !ex->response)
     reply_402_x402 (r, &ch->offer, "payment_already_used");
   else
     {

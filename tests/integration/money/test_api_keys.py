@@ -179,3 +179,27 @@ def test_kill9_during_a_paid_exec_neither_loses_nor_doubles_a_charge(keyd):
     d.stop()
     d.start()
     assert d.get("/usage", headers=h).json()["balance"]["amount"] == 1000
+
+
+def test_endpoints_inside_a_sandbox_are_the_owners_only(keyd):
+    d = keyd
+    ha = new_key(d, "hana", "$1")
+    hb = new_key(d, "ivan", "$1")
+    sid = d.post("/sandbox/create", {"timeout": 120}, headers=ha).json()["sandbox_id"]
+    d.created.append(sid)
+    w = {"sandbox_id": sid, "path": "/tmp/secret", "content": "mine"}
+    assert d.post("/sandbox/files/write", w, headers=ha).status_code == 200
+    # somebody else: not found, by body sandbox_id or by path; nobody: 401
+    r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=hb)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "sandbox_not_found"
+    assert d.post("/sandbox/files/write", {**w, "content": "theirs"}, headers=hb).status_code == 404
+    r = requests.get(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/secret"}, headers=hb)
+    assert r.status_code == 404
+    assert d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}).status_code == 401
+    r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=ha)
+    assert r.status_code == 200 and "mine" in r.text
+    # endpoints without an owner model are refused while auth is on (fail closed)
+    assert d.get("/image/list", headers=ha).status_code == 403
+    assert d.post("/sandbox/fork", {"sandbox_id": sid, "count": 1}, headers=ha).status_code == 403
+    # and nothing of this was charged beyond the create
+    assert balance(d, ha) == 990000 and balance(d, hb) == 1000000
