@@ -344,7 +344,7 @@ key_ok (const char *k, size_t n)
     return 0;
   for (size_t i = 0; i < n; i++)
     if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= 'A' && k[i] <= 'Z')
-          || (k[i] >= '0' && k[i] <= '9') || strchr ("._:-", k[i])))
+          || (k[i] >= '0' && k[i] <= '9') || (k[i] && strchr ("._:-", k[i]))))
       return 0;
   return 1;
 }

@@ -55,6 +55,7 @@ struct srv_stream {
   struct proto_exec_exit exit;
   int got_exit;
   struct srv_reply *reply;  /* collect: where an ERROR / loss goes */
+  int client_fd;            /* the HTTP client's socket: watched for hang-up only */
 };
 
 static void
@@ -304,7 +305,9 @@ handle_frame (struct srv_stream *st, const struct proto_frame *f)
 }
 
 /* Move data once: send pending frames, read and handle what the agent sent. Waits up to
- * timeout_ms. Returns 0 on progress or timeout (*timed_out), -1 when the agent is gone. */
+ * timeout_ms. Returns 0 on progress or timeout (*timed_out), -1 when the agent is gone,
+ * -2 when the client hung up (noticed here at once: MHD would only notice at its next
+ * write, and a quiet command would run on unobserved until then). */
 static int
 pump (struct srv_stream *st, int timeout_ms, int *timed_out)
 {
@@ -323,8 +326,12 @@ pump (struct srv_stream *st, int timeout_ms, int *timed_out)
   if (st->out.len > st->out_off)
     return 0; /* give the client what we have before reading more */
   int want_out = st->pending.len > st->pending_off;
-  struct pollfd p = { .fd = st->ag.fd, .events = POLLIN | (want_out ? POLLOUT : 0) };
-  int pr = poll (&p, 1, timeout_ms);
+  struct pollfd pf[2] = { { .fd = st->ag.fd, .events = POLLIN | (want_out ? POLLOUT : 0) },
+                          { .fd = st->client_fd, .events = POLLRDHUP } };
+  struct pollfd *p = &pf[0];
+  int pr = poll (pf, st->client_fd >= 0 ? 2 : 1, timeout_ms);
+  if (pr > 0 && st->client_fd >= 0 && (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR)))
+    return -2;
   if (pr < 0)
     return errno == EINTR ? 0 : -1;
   if (pr == 0)
@@ -332,7 +339,7 @@ pump (struct srv_stream *st, int timeout_ms, int *timed_out)
       *timed_out = 1;
       return 0;
     }
-  if (p.revents & POLLOUT)
+  if (p->revents & POLLOUT)
     {
       ssize_t n = send (st->ag.fd, st->pending.data + st->pending_off,
                         st->pending.len - st->pending_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -341,7 +348,7 @@ pump (struct srv_stream *st, int timeout_ms, int *timed_out)
       else if (n < 0 && errno != EAGAIN && errno != EINTR)
         return -1;
     }
-  if (p.revents & (POLLIN | POLLHUP | POLLERR))
+  if (p->revents & (POLLIN | POLLHUP | POLLERR))
     {
       ssize_t n = proto_reader_fill (&st->ag.rd, st->ag.fd);
       if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
@@ -372,7 +379,10 @@ stream_cb (void *cls, uint64_t pos, char *buf, size_t max)
         return MHD_CONTENT_READER_END_OF_STREAM;
       int raw = st->kind == ST_RAW_FILE || st->kind == ST_RAW_TAR;
       int timed_out;
-      if (pump (st, INSIDE_KEEPALIVE_MS, &timed_out) < 0)
+      int rc = pump (st, INSIDE_KEEPALIVE_MS, &timed_out);
+      if (rc == -2)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+      if (rc < 0)
         {
           if (raw)
             st->failed = 1;
@@ -417,9 +427,11 @@ srv_stream_queue (struct MHD_Connection *c, struct srv_reply *r, const char *met
                   const char *url, int64_t start_ns, int cors)
 {
   struct srv_stream *st = steal_ptr (&r->stream);
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info (c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  st->client_fd = ci ? ci->connect_fd : -1;
   const char *ct = st->kind == ST_RAW_FILE ? "application/octet-stream"
                    : st->kind == ST_RAW_TAR ? "application/x-tar"
-                   : st->sse               ? "text/event-stream"
+                   : st->sse               ? "text/event-stream; charset=utf-8"
                                            : "application/x-ndjson";
   struct MHD_Response *resp
       = MHD_create_response_from_callback (MHD_SIZE_UNKNOWN, 64 * 1024, stream_cb, st, free_cb);
@@ -467,6 +479,7 @@ stream_new (struct srv_agent *ag, enum inside_stream_kind kind, uint32_t req_id,
     return NULL;
   st->kind = kind;
   st->req_id = req_id;
+  st->client_fd = -1;
   st->ag = *ag;
   memset (ag, 0, sizeof *ag); /* taken over */
   ag->fd = -1;
