@@ -80,6 +80,14 @@ call (const struct api *a, const char *method, const char *path, json_t *body, j
   char *payload = body ? json_dumps (body, JSON_COMPACT) : NULL;
   struct curl_slist *hdr = curl_slist_append (NULL, "Content-Type: application/json");
   hdr = curl_slist_append (hdr, "Expect:");
+  /* sbxd with --auth api_key: the key comes from the environment, never from argv (ps) */
+  const char *key = getenv ("SBX_API_KEY");
+  char authz[160];
+  if (key && *key && strlen (key) < 128)
+    {
+      snprintf (authz, sizeof authz, "Authorization: Bearer %s", key);
+      hdr = curl_slist_append (hdr, authz);
+    }
   curl_easy_setopt (c, CURLOPT_URL, url);
   curl_easy_setopt (c, CURLOPT_HTTPHEADER, hdr);
   curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_data);

@@ -203,3 +203,20 @@ def test_endpoints_inside_a_sandbox_are_the_owners_only(keyd):
     assert d.post("/sandbox/fork", {"sandbox_id": sid, "count": 1}, headers=ha).status_code == 403
     # and nothing of this was charged beyond the create
     assert balance(d, ha) == 990000 and balance(d, hb) == 1000000
+
+
+def test_sbx_client_sends_the_key_from_the_environment(keyd):
+    from conftest import SBX
+    d = keyd
+    h = new_key(d, "judy", "$1")
+    env = {"PATH": "/usr/bin:/bin", "SBX_URL": d.url}
+    r = subprocess.run([str(SBX), "create", "--timeout", "60"], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "unauthorized" in (r.stdout + r.stderr)
+    env["SBX_API_KEY"] = h["Authorization"][len("Bearer "):]
+    r = subprocess.run([str(SBX), "create", "--timeout", "60"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sid = r.stdout.strip()
+    d.created.append(sid)
+    r = subprocess.run([str(SBX), "exec", sid, "--", "echo", "ok"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "ok\n"
+    assert balance(d, h) == 1000000 - 10000 - 1000
