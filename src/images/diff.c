@@ -339,6 +339,27 @@ img_diff_views (const struct img_view *ov, int o_private, const struct img_view 
   return 0;
 }
 
+int
+img_view_open (const struct img_view *v, const char *rel)
+{
+  struct found f;
+  lookup (v, rel, &f);
+  if (!f.present)
+    {
+      errno = ENOENT;
+      return -1;
+    }
+  int fd = -1;
+  if (S_ISREG (f.st.st_mode))
+    fd = openat (f.parent, f.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  else
+    errno = EINVAL;
+  int e = errno;
+  close (f.parent);
+  errno = e;
+  return fd;
+}
+
 void
 img_diff_free (struct img_diff *d)
 {

@@ -78,6 +78,9 @@ struct img_diff {
 int img_diff_views (const struct img_view *old, int o_private, const struct img_view *nw,
                     int n_private, struct img_diff *out, struct sbx_err *err);
 void img_diff_free (struct img_diff *d);
+/* Open the regular file rel ("a/b") as the view shows it (whiteouts and opaque directories
+ * honoured, no symlink followed); -1 with errno (ENOENT, EINVAL if not a regular file). */
+int img_view_open (const struct img_view *v, const char *rel);
 
 /* ---- volumes (volume.c) ---------------------------------------------------------------
  * A volume is an ext4 filesystem image <state_dir>/volumes/<name>.img (sparse, size_mb),

@@ -210,7 +210,9 @@ static void
 stage_caps (const struct rt_child *c)
 {
   for (unsigned long cap = 0;; cap++)
-    if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+    if (cap < 64 && (c->keep_caps & (1ull << cap)))
+      continue; /* kept on purpose (image builds), see rt_spec.keep_caps */
+    else if (prctl (PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
       {
         if (errno == EINVAL && cap > CAP_SYS_ADMIN)
           break; /* past the last capability this kernel knows */
@@ -222,6 +224,8 @@ stage_caps (const struct rt_child *c)
   struct __user_cap_data_struct data[2];
   for (size_t i = 0; i < sizeof data; i++)
     ((char *) data)[i] = 0;
+  data[0].effective = data[0].permitted = data[0].inheritable = (uint32_t) c->keep_caps;
+  data[1].effective = data[1].permitted = data[1].inheritable = (uint32_t) (c->keep_caps >> 32);
   if (syscall (SYS_capset, &hdr, data) < 0)
     FAIL (RT_STAGE_CAPS, "capset");
 }

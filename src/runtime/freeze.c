@@ -36,6 +36,7 @@ rt_sandbox_freeze (struct rt_sandbox *sb, int frozen, struct sbx_err *err)
   const char *val = v1 ? (frozen ? "FROZEN" : "THAWED") : (frozen ? "1" : "0");
   if (rt_cg_write (dir, file, val, err) < 0)
     return -1;
+  sb->frozen = frozen;
   if (!frozen)
     return 0;
   /* v1: reading freezer.state is what moves FREEZING to FROZEN once every task stopped. */
@@ -54,5 +55,6 @@ rt_sandbox_freeze (struct rt_sandbox *sb, int frozen, struct sbx_err *err)
   /* A task in an uninterruptible sleep did not stop: do not claim a consistent state. */
   struct sbx_err ignored;
   rt_cg_write (dir, file, v1 ? "THAWED" : "0", &ignored);
+  sb->frozen = 0;
   return sbx_err_set (err, SBX_E_INTERNAL, EBUSY, "sandbox %s did not freeze in time", sb->id);
 }

@@ -84,6 +84,7 @@ struct rt_child {
   char overlay_opts[512]; /* "lowerdir=lower/0:lower/1...,upperdir=upper,..." */
   int n_lowers;           /* mount fds with the go record: lowers, then volumes */
   int n_volumes;
+  uint64_t keep_caps;     /* capabilities not dropped (spec.keep_caps) */
   char vol_targets[RT_VOLUMES_MAX][RT_VOLUME_TARGET_MAX + 1]; /* relative to new/ */
   const struct sock_fprog *bpf; /* nbpf programs, loaded in order */
   int nbpf;
@@ -163,6 +164,7 @@ struct rt_sandbox {
   struct rt_cgroup cg;
   int have_run_dir;
   int scratch_fd;   /* detached clone of the scratch tmpfs, or -1 (layers.c) */
+  int frozen;       /* rt_sandbox_freeze left it frozen (teardown thaws first) */
 };
 
 /* Where the cgroup filesystem is mounted (a compile-time override exists for trying the

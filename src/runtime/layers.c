@@ -108,6 +108,7 @@ rt_layers_prepare_child (const struct rt_spec *spec, struct rt_child *c, struct 
     return sbx_err_set (err, SBX_E_INVALID, E2BIG, "overlay options too long");
   c->n_lowers = (int) nl;
   c->n_volumes = (int) spec->n_volumes;
+  c->keep_caps = spec->keep_caps;
   for (size_t i = 0; i < spec->n_volumes; i++)
     snprintf (c->vol_targets[i], sizeof c->vol_targets[i], "%s", spec->volumes[i].target + 1);
   return 0;

@@ -52,6 +52,10 @@ struct rt_spec {
   size_t n_lowers;
   const struct rt_volume *volumes; /* n_volumes mounts, made after the overlay */
   size_t n_volumes;
+  uint64_t keep_caps;    /* capabilities (1 << CAP_x) kept in the sandbox's user namespace,
+                          * over its own files only: image builds need CAP_CHOWN, CAP_FOWNER,
+                          * CAP_DAC_OVERRIDE, CAP_SETUID/GID for dpkg. 0 (all dropped) for
+                          * every user sandbox. seccomp applies either way. */
   const char *state_dir; /* holds run/<id>/ (agent.sock) and uid range slots */
   const char *init_path; /* host path of the static sbx-init binary */
   const char *hostname;  /* NULL: "sandbox" */

@@ -114,6 +114,12 @@ void
 rt_sandbox_teardown (struct rt_sandbox *sb)
 {
   int64_t t0 = sbx_mono_ns ();
+  /* A frozen task does not die of SIGKILL until thawed (v1 freezer). */
+  if (sb->frozen)
+    {
+      struct sbx_err ignored;
+      rt_sandbox_freeze (sb, 0, &ignored);
+    }
   /* PID 1 first, and wait for it: its death makes the kernel kill every other task of
    * its pid namespace and wait for them (no new pid can be allocated meanwhile, so a fork
    * bomb cannot outrun it). Only what is still left in the cgroup after that, normally

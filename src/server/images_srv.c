@@ -110,8 +110,7 @@ layers_json (const struct srv_chain *c)
 }
 
 int
-srv_image_record (struct srv *s, struct srv_chain *c, const char *kind, const char *parent,
-                  const char *spec_json, char id[SBX_ID_MAX], struct sbx_err *err)
+srv_chain_fit (struct srv *s, struct srv_chain *c, struct sbx_err *err)
 {
   if (c->n > IMG_CHAIN_MAX)
     {
@@ -131,6 +130,21 @@ srv_image_record (struct srv *s, struct srv_chain *c, const char *kind, const ch
       snprintf (c->ids[0], IMG_LAYER_ID_MAX, "%s", flat);
       c->n = 1;
     }
+  return 0;
+}
+
+char *
+srv_chain_layers_json (const struct srv_chain *c)
+{
+  return layers_json (c);
+}
+
+int
+srv_image_record (struct srv *s, struct srv_chain *c, const char *kind, const char *parent,
+                  const char *spec_json, char id[SBX_ID_MAX], struct sbx_err *err)
+{
+  if (srv_chain_fit (s, c, err) < 0)
+    return -1;
   cleanup_free char *lj = layers_json (c);
   if (!lj)
     return sbx_err_sys (err, "image layers");

@@ -58,6 +58,10 @@ int srv_chain_get (struct srv *s, const char *image, struct srv_chain *c, struct
  * kind "snapshot" or "build"; parent the image it extends (or NULL). */
 int srv_image_record (struct srv *s, struct srv_chain *c, const char *kind, const char *parent,
                       const char *spec_json, char id[SBX_ID_MAX], struct sbx_err *err);
+/* Flatten c's layers into one if there are more than IMG_CHAIN_MAX. */
+int srv_chain_fit (struct srv *s, struct srv_chain *c, struct sbx_err *err);
+/* c's layer ids as a JSON array text (malloc'ed), or NULL. */
+char *srv_chain_layers_json (const struct srv_chain *c);
 /* "img_" + 32 hex of SHA-256 over a tag and a text. */
 void srv_image_id_of (const char *tag, const char *text, char id[SBX_ID_MAX]);
 /* Snapshot a live sandbox into an image (freeze, copy the upper, thaw); *reply_set when r
