@@ -212,6 +212,21 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
   json_decref (body);
 }
 
+/* What the money hooks see of a request. */
+static void
+money_req (struct MHD_Connection *c, const struct req_ctx *ctx, const char *method,
+           const char *url, struct srv_req *q)
+{
+  *q = (struct srv_req){
+    .method = method, .url = url, .body = ctx->body, .len = ctx->len, .route = ctx->route,
+    .host = MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
+    .authorization = MHD_lookup_connection_value (c, MHD_HEADER_KIND,
+                                                  MHD_HTTP_HEADER_AUTHORIZATION),
+    .payment_v2 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "PAYMENT-SIGNATURE"),
+    .payment_v1 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "X-PAYMENT"),
+  };
+}
+
 static enum MHD_Result
 on_request (void *cls, struct MHD_Connection *c, const char *url, const char *method,
             const char *version, const char *upload_data, size_t *upload_data_size,
@@ -278,6 +293,18 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
         {
           /* A raw body (file, tar) of any size goes to the sandbox as it arrives. */
           struct srv_reply ur = { 0 };
+          if (s->cfg.auth)
+            {
+              /* Auth on: who may write into this sandbox is decided before its first
+               * byte goes in (checked again, cheaply, when the upload ends). */
+              struct srv_req q;
+              struct srv_charge *ch = NULL;
+              money_req (c, ctx, method, url, &q);
+              int go = srv_money_before (s, &q, &ch, &ur);
+              srv_money_after (s, ch, &ur);
+              if (!go)
+                return send_reply (c, &ur, method, url, ctx);
+            }
           if (srv_upload_begin (s, ctx->route, url,
                                 MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "path"),
                                 MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "mode"),
@@ -336,14 +363,8 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
                        "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
   struct srv_reply r = { 0 };
   /* Money hooks: authenticate and charge before, settle or refund after. */
-  struct srv_req q = {
-    .method = method, .url = url, .body = ctx->body, .len = ctx->len, .route = ctx->route,
-    .host = MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
-    .authorization = MHD_lookup_connection_value (c, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_AUTHORIZATION),
-    .payment_v2 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "PAYMENT-SIGNATURE"),
-    .payment_v1 = MHD_lookup_connection_value (c, MHD_HEADER_KIND, "X-PAYMENT"),
-  };
+  struct srv_req q;
+  money_req (c, ctx, method, url, &q);
   struct srv_charge *charge = NULL;
   if (srv_money_before (s, &q, &charge, &r))
     {

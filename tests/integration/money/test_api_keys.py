@@ -196,13 +196,22 @@ def test_endpoints_inside_a_sandbox_are_the_owners_only(keyd):
     r = requests.get(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/secret"}, headers=hb)
     assert r.status_code == 404
     assert d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}).status_code == 401
+    # a raw upload is refused before any byte reaches the sandbox
+    r = requests.put(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/planted"},
+                     data=b"x" * 100000, headers=hb)
+    assert r.status_code == 404
+    r = d.post("/sandbox/exec", {"sandbox_id": sid, "command": "ls /tmp"}, headers=ha)
+    assert "planted" not in r.json()["stdout"]
+    r = requests.put(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/mine"}, data=b"ok",
+                     headers=ha)
+    assert r.status_code == 200, r.text
     r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=ha)
     assert r.status_code == 200 and "mine" in r.text
     # endpoints without an owner model are refused while auth is on (fail closed)
     assert d.get("/image/list", headers=ha).status_code == 403
     assert d.post("/sandbox/fork", {"sandbox_id": sid, "count": 1}, headers=ha).status_code == 403
     # and nothing of this was charged beyond the create
-    assert balance(d, ha) == 990000 and balance(d, hb) == 1000000
+    assert balance(d, ha) == 989000 and balance(d, hb) == 1000000
 
 
 def test_sbx_client_sends_the_key_from_the_environment(keyd):
