@@ -21,7 +21,7 @@
 
 #define WATCH_DIRS_MAX 4096
 #define MASK (IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO \
-              | IN_ATTRIB | IN_DONT_FOLLOW | IN_EXCL_UNLINK | IN_ONLYDIR)
+              | IN_ATTRIB | IN_EXCL_UNLINK | IN_ONLYDIR)
 
 struct wdir {
   int wd;
