@@ -230,3 +230,25 @@ def test_without_facilitator_payments_queue(money_sbxd, x402_client):
     assert len(rows) == 1 and rows[0]["settlement"] == "queued"
     assert rows[0]["settle_body"]["paymentPayload"] == res["paymentPayload"]
     assert rows[0]["sandbox_id"] == res["final"]["body"]["sandbox_id"]
+
+
+def test_keys_and_x402_together(money_sbxd, facilitator, x402_client):
+    d = money_sbxd("--auth", "api_key,x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url)
+    admin(d.state_dir, "account", "create", "kate", "--balance", "$0.05")
+    key = admin(d.state_dir, "key", "create", "kate").stdout.strip()
+    # a key pays from its balance (no 402 offer), a browser may call (CORS, no 403)
+    r = d.post("/sandbox/create", CREATE, headers={"Authorization": f"Bearer {key}",
+                                                   "Origin": "https://app.example"})
+    assert r.status_code == 200, r.text
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    d.created.append(r.json()["sandbox_id"])
+    assert facilitator.count() == 0
+    # without a key the call is offered for x402, and the official client pays it
+    refused(d.post("/sandbox/create", CREATE), "Payment required")
+    res = pay(x402_client, d.url + "/v1/sandbox/create", CREATE, "b")
+    assert res["final"]["status"] == 200
+    d.created.append(res["final"]["body"]["sandbox_id"])
+    assert facilitator.count() == 1
+    # a wrong key is refused even when a payment is attached
+    r = d.post("/sandbox/create", CREATE, headers={"Authorization": "Bearer sk-" + "0" * 64})
+    assert r.status_code == 401
