@@ -93,6 +93,8 @@ class Facilitator:
     def __init__(self):
         self.settles = []
         self.fail = set()
+        self.hold = set()  # payers whose /settle waits for `release` (crash tests)
+        self.release = threading.Event()
         self.lock = threading.Lock()
         fac = self
 
@@ -107,6 +109,8 @@ class Facilitator:
                     fac.settles.append({"path": self.path, "body": body})
                     n = len(fac.settles)
                 net = body["paymentRequirements"]["network"]
+                if auth["from"].lower() in fac.hold:
+                    fac.release.wait(60)
                 if auth["from"].lower() in fac.fail:
                     out = {"success": False, "errorReason": "insufficient_funds", "transaction": "",
                            "network": net, "payer": auth["from"]}
@@ -129,6 +133,7 @@ class Facilitator:
             return len(self.settles)
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
 
 

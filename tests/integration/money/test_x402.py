@@ -252,3 +252,44 @@ def test_keys_and_x402_together(money_sbxd, facilitator, x402_client):
     # a wrong key is refused even when a payment is attached
     r = d.post("/sandbox/create", CREATE, headers={"Authorization": "Bearer sk-" + "0" * 64})
     assert r.status_code == 401
+
+
+def test_kill9_while_settling_keeps_one_charge_and_the_answer(x402d, x402_client):
+    """Crash point: the create ran and was recorded, sbxd waits for the facilitator."""
+    import threading
+    fac = x402d.facilitator
+    fac.hold.add(KEYS["a"][1].lower())
+    p = sign(x402_client, who="a", value=10000)
+    hdr = {"PAYMENT-SIGNATURE": p["header"]}
+    out = {}
+
+    def call():
+        try:
+            out["r"] = x402d.post("/sandbox/create", CREATE, headers=hdr)
+        except requests.RequestException as e:
+            out["e"] = e
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 30
+    while fac.count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fac.count() == 1
+    x402d.kill9()
+    t.join()
+    fac.release.set()
+    assert "e" in out  # the client never got its answer
+    x402d.start()
+    rows = [json.loads(l) for l in admin(x402d.state_dir, "settlements").stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["settlement"] == "queued"  # back in the queue
+    sid = rows[0]["sandbox_id"]
+    x402d.created.append(sid)
+    # re-sending the same payment gets the stored answer: the same sandbox, nothing new
+    r = x402d.post("/sandbox/create", CREATE, headers=hdr)
+    assert r.status_code == 200 and r.json()["sandbox_id"] == sid
+    assert fac.count() == 1
+    proof = {"PAYMENT-SIGNATURE": sign(x402_client, who="a", value=0)["header"]}
+    u = x402d.get("/usage", headers=proof).json()
+    assert u["total_charged"]["amount"] == 10000 and u["charges_count"] == 1
+    sbs = x402d.get("/sandbox/list", headers=proof).json()["sandboxes"]
+    assert [(s["sandbox_id"], s["status"]) for s in sbs] == [(sid, "running")]
