@@ -47,7 +47,7 @@ $(B)/sbx: $(CLI_OBJS) $(B)/libimages.a $(B)/libruntime.a $(B)/libproto.a $(B)/li
 
 # sbx-admin (`sbx admin`): accounts, API keys, settlements on the state dir's database.
 $(B)/sbx-admin: $(B)/obj/admin/main.o $(B)/libstore.a $(B)/libbilling.a $(B)/libcommon.a
-	$(CC) $(LDHARDEN) -o $@ $^ -ljansson -lsqlite3 -lpthread
+	$(CC) $(LDHARDEN) -o $@ $^ -ljansson -lsqlite3 -lcurl -lpthread
 
 SBXD_LIBS = $(B)/libserver.a $(B)/libbilling.a $(B)/libstore.a $(B)/libimages.a \
             $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a

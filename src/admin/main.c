@@ -11,6 +11,7 @@
  *   sbx admin key list [ACCOUNT]
  *   sbx admin key revoke KEY_ID
  *   sbx admin settlements [--all]       x402 authorizations waiting for submission
+ *   sbx admin settlements submit URL    POST each queued one to URL/settle (a facilitator)
  *
  * AMOUNT is an integer of USDC base units (1000000 = $1) or "$D[.DDDDDD]". */
 #include "../common/common.h"
@@ -18,6 +19,7 @@
 #include "../store/store_money.h"
 
 #include <jansson.h>
+#include <curl/curl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,6 +40,7 @@ usage (FILE *f)
            "  key list [ACCOUNT]\n"
            "  key revoke KEY_ID\n"
            "  settlements [--all]     x402 payments queued for settlement (--all: every state)\n"
+           "  settlements submit URL  settle the queued ones through the facilitator at URL\n"
            "AMOUNT: USDC base units (1000000 = $1) or \"$1.50\". Works on DIR/sbx.db\n"
            "(default $SBX_STATE_DIR or /var/lib/sbx); needs root, like sbxd.\n");
 }
@@ -197,9 +200,114 @@ key_cmd (struct store *st, int argc, char **argv)
   return -1;
 }
 
+struct buf {
+  char *p;
+  size_t len;
+};
+
+static size_t
+on_data (char *d, size_t sz, size_t n, void *cls)
+{
+  struct buf *b = cls;
+  size_t add = sz * n;
+  if (b->len + add > 64 * 1024)
+    return 0;
+  char *np = realloc (b->p, b->len + add + 1);
+  if (!np)
+    return 0;
+  memcpy (np + b->len, d, add);
+  b->p = np;
+  b->len += add;
+  b->p[b->len] = '\0';
+  return add;
+}
+
+/* POST body to url; 0 with tx on a SettleResponse with success, else -1 with why. */
+static int
+post_settle (const char *url, const char *body, char *tx, size_t txcap, char *why, size_t wcap)
+{
+  CURL *c = curl_easy_init ();
+  if (!c)
+    {
+      snprintf (why, wcap, "settlement_error");
+      return -1;
+    }
+  struct buf b = { 0 };
+  struct curl_slist *h = curl_slist_append (NULL, "Content-Type: application/json");
+  curl_easy_setopt (c, CURLOPT_URL, url);
+  curl_easy_setopt (c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt (c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt (c, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt (c, CURLOPT_TIMEOUT, 90L);
+  curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
+  CURLcode cr = curl_easy_perform (c);
+  long code = 0;
+  curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &code);
+  curl_slist_free_all (h);
+  curl_easy_cleanup (c);
+  int rc = -1;
+  json_t *j = cr == CURLE_OK && b.p ? json_loads (b.p, 0, NULL) : NULL;
+  const char *t = json_string_value (json_object_get (j, "transaction"));
+  const char *reason = json_string_value (json_object_get (j, "errorReason"));
+  if (code >= 200 && code < 300 && json_is_true (json_object_get (j, "success")) && t && *t)
+    {
+      snprintf (tx, txcap, "%s", t);
+      rc = 0;
+    }
+  else if (cr != CURLE_OK)
+    snprintf (why, wcap, "facilitator_unreachable");
+  else if (reason && *reason)
+    snprintf (why, wcap, "%s", reason);
+  else
+    snprintf (why, wcap, "facilitator_http_%ld", code);
+  json_decref (j);
+  free (b.p);
+  return rc;
+}
+
+/* Submit every queued settlement. A failure is recorded (the charge becomes refunded:
+ * the operation was not paid) and reported; the exit status is 1 if any failed. */
+static int
+submit (struct store *st, const char *base)
+{
+  if (strncmp (base, "http://", 7) && strncmp (base, "https://", 8))
+    {
+      fprintf (stderr, "sbx admin: facilitator must be an http(s):// URL\n");
+      return EXIT_USAGE;
+    }
+  char url[1024];
+  snprintf (url, sizeof url, "%s%s", base, base[strlen (base) - 1] == '/' ? "settle" : "/settle");
+  curl_global_init (CURL_GLOBAL_DEFAULT);
+  struct store_payment *l = NULL;
+  size_t n = 0, bad = 0;
+  struct sbx_err err = { 0 };
+  if (store_payment_list (st, "queued", &l, &n, &err) < 0)
+    {
+      fprintf (stderr, "sbx admin: %s\n", err.msg);
+      return EXIT_FAIL;
+    }
+  for (size_t i = 0; i < n; i++)
+    {
+      char tx[128] = "", why[128] = "";
+      int ok = post_settle (url, l[i].facilitator_body, tx, sizeof tx, why, sizeof why) == 0;
+      if (store_payment_settled (st, l[i].payer, l[i].nonce, ok, tx, why, l[i].status,
+                                 l[i].response, l[i].receipt, sbx_now_ms (), &err) < 0)
+        fprintf (stderr, "sbx admin: record %s:%s: %s\n", l[i].payer, l[i].nonce, err.msg);
+      printf ("%s:%s %s %s\n", l[i].payer, l[i].nonce, ok ? "settled" : "failed", ok ? tx : why);
+      bad += !ok;
+    }
+  fprintf (stderr, "%zu submitted, %zu failed\n", n, bad);
+  store_payment_list_free (l, n);
+  curl_global_cleanup ();
+  return bad ? EXIT_FAIL : 0;
+}
+
 static int
 settlements_cmd (struct store *st, int argc, char **argv)
 {
+  if (argc == 2 && !strcmp (argv[0], "submit"))
+    return submit (st, argv[1]);
   int all = argc == 1 && !strcmp (argv[0], "--all");
   if (argc > 1 || (argc == 1 && !all))
     return -1;

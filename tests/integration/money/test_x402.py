@@ -220,7 +220,7 @@ def test_failed_settlement_rolls_back_the_create(x402d, x402_client):
     assert [c["state"] for c in u["charges"]] == ["refunded"]
 
 
-def test_without_facilitator_payments_queue(money_sbxd, x402_client):
+def test_without_facilitator_payments_queue(money_sbxd, x402_client, facilitator):
     d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO)
     res = pay(x402_client, d.url + "/v1/sandbox/create", CREATE, "a")
     assert res["final"]["status"] == 200
@@ -230,6 +230,13 @@ def test_without_facilitator_payments_queue(money_sbxd, x402_client):
     assert len(rows) == 1 and rows[0]["settlement"] == "queued"
     assert rows[0]["settle_body"]["paymentPayload"] == res["paymentPayload"]
     assert rows[0]["sandbox_id"] == res["final"]["body"]["sandbox_id"]
+    # later submission through a facilitator
+    out = admin(d.state_dir, "settlements", "submit", facilitator.url).stdout
+    assert " settled 0x" in out
+    assert facilitator.settles[0]["body"] == rows[0]["settle_body"]
+    assert admin(d.state_dir, "settlements").stdout == ""
+    done = [json.loads(l) for l in admin(d.state_dir, "settlements", "--all").stdout.splitlines()]
+    assert done[0]["settlement"] == "settled" and done[0]["tx_hash"].startswith("0x")
 
 
 def test_keys_and_x402_together(money_sbxd, facilitator, x402_client):
