@@ -298,10 +298,13 @@ int
 store_charge_recover (struct store *st, int64_t now_ms, int *charged, int *refunded,
                       struct sbx_err *err)
 {
-  /* Creates that got as far as recording their sandbox are charged; the x402 payment of
-   * such a create becomes done with a minimal stored answer. */
+  /* Creates that got as far as recording their sandbox, and whose sandbox ran (it is
+   * running, re-adopted, or its lifetime ended while sbxd was down), are charged; the x402
+   * payment of such a create becomes done with a minimal stored answer. A sandbox that
+   * the restart found gone ("lost") never served its caller: refunded. */
   static const char find[]
-      = "SELECT c.seq, (SELECT s.id FROM sandboxes s WHERE s.charge_ref = c.seq LIMIT 1)"
+      = "SELECT c.seq, (SELECT s.id FROM sandboxes s WHERE s.charge_ref = c.seq AND"
+        " (s.status = 'running' OR s.reason = 'timeout') LIMIT 1)"
         " FROM charges c WHERE c.state = 'reserved' ORDER BY c.seq";
   static const char pay_done[]
       = "UPDATE payments SET state = 'done', sandbox_id = ?2, status = 200,"

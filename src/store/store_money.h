@@ -99,10 +99,11 @@ int store_charge_get (struct store *st, int64_t seq, struct store_charge *out,
 /* Totals of an owner's charged rows. */
 int store_charge_totals (struct store *st, const char *owner, int64_t *amount, int64_t *count,
                          struct sbx_err *err);
-/* After a crash: every "reserved" charge is decided. A create whose sandbox was recorded
- * (sandboxes.charge_ref) is charged (the sandbox exists and was re-adopted or cleaned up
- * like any other); anything else is refunded (the caller never got an answer) and its x402
- * authorization released. x402 settlements caught "settling" go back to "queued". */
+/* After a crash (call it after the sandboxes were recovered): every "reserved" charge is
+ * decided. A create whose sandbox was recorded (sandboxes.charge_ref) and ran (running, or
+ * ended by its timeout) is charged; anything else is refunded (the caller never got an
+ * answer; a sandbox found "lost" never served it) and its x402 authorization released.
+ * x402 settlements caught "settling" go back to "queued". */
 int store_charge_recover (struct store *st, int64_t now_ms, int *charged, int *refunded,
                           struct sbx_err *err);
 

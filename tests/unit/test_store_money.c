@@ -319,6 +319,12 @@ test_recover_after_crash (void **state)
   snprintf (sb.owner, sizeof sb.owner, "x402:%s", PAYER);
   sb.charge_ref = pay_seq;
   assert_int_equal (store_sandbox_insert (f->st, &sb, &err), 0);
+  /* the third create recorded its sandbox too, but the restart found it gone */
+  snprintf (sb.id, sizeof sb.id, "sb_00000000000000000003");
+  snprintf (sb.owner, sizeof sb.owner, "acct:alice");
+  sb.charge_ref = lost_create_seq;
+  assert_int_equal (store_sandbox_insert (f->st, &sb, &err), 0);
+  assert_int_equal (store_sandbox_terminate (f->st, sb.id, 50, "lost during sbxd restart", &err), 1);
   assert_int_equal (bal (f->st, "alice"), 79000);
   /* "kill -9": reopen and recover */
   store_close (f->st);
@@ -357,7 +363,7 @@ test_recover_after_crash (void **state)
   assert_int_equal (err.code, SBX_E_NOT_FOUND);
   struct store_sandbox *l;
   size_t n;
-  assert_int_equal (store_sandbox_list_owned (f->st, -1, "acct:alice", &l, &n, &err), 0);
+  assert_int_equal (store_sandbox_list_owned (f->st, STORE_RUNNING, "acct:alice", &l, &n, &err), 0);
   assert_int_equal (n, 1);
   assert_int_equal (l[0].charge_ref, create_seq);
   store_sandbox_list_free (l, n);
