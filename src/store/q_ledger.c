@@ -22,20 +22,29 @@ state_parse (const unsigned char *t)
   return -1;
 }
 
-/* Transactions: the caller holds st->lock. */
+/* Transactions: the caller holds st->lock. Money commits are synced to disk (the rest of
+ * the store runs with synchronous = NORMAL, which survives kill -9 but may lose the last
+ * commits on power loss: a recorded (payer, nonce) must not be among them). */
 int
 store_tx_begin (struct store *st, struct sbx_err *err)
 {
-  return store_exec_sql (st, "BEGIN IMMEDIATE", err);
+  if (store_exec_sql (st, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE", err) == 0)
+    return 0;
+  store_exec_sql (st, "PRAGMA synchronous = NORMAL", NULL);
+  return -1;
 }
 
 int
 store_tx_end (struct store *st, int ok, struct sbx_err *err)
 {
-  if (ok && store_exec_sql (st, "COMMIT", err) == 0)
-    return 0;
-  store_exec_sql (st, "ROLLBACK", NULL);
-  return -1;
+  int rc = 0;
+  if (!ok || store_exec_sql (st, "COMMIT", err) < 0)
+    {
+      store_exec_sql (st, "ROLLBACK", NULL);
+      rc = -1;
+    }
+  store_exec_sql (st, "PRAGMA synchronous = NORMAL", NULL);
+  return rc;
 }
 
 int
