@@ -103,9 +103,16 @@ test: unit integration
 bench: all
 	bench/run.sh
 
+# API latency and throughput, and density (N=5000 for more), against a private sbxd.
+bench-api: all
+	bench/api.py api
+
+bench-density: all
+	bench/api.py density --n $(or $(N),1000)
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all unit integration test bench fuzz clean
+.PHONY: all unit integration test bench bench-api bench-density fuzz clean
 .DELETE_ON_ERROR:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
