@@ -359,28 +359,29 @@ cli_cmd_exec (int argc, char **argv)
 {
   static const struct option opts[] = {
     COMMON_LONGOPTS,
-    { "timeout", required_argument, NULL, 't' }, { "env", required_argument, NULL, 'e' },
+    { "timeout", required_argument, NULL, 'o' }, { "env", required_argument, NULL, 'e' },
     { "workdir", required_argument, NULL, 'w' }, { "stdin", no_argument, NULL, 'i' },
-    { "shell", no_argument, NULL, 's' },
+    { "shell", no_argument, NULL, 's' }, { "tty", no_argument, NULL, 't' },
     { NULL, 0, NULL, 0 },
   };
   struct api a;
   api_init (&a);
   json_t *body = json_object ();
   json_t *env = json_object ();
-  int o, rc = EXIT_USAGE, send_stdin = 0, shell = 0;
+  int o, rc = EXIT_USAGE, send_stdin = 0, shell = 0, tty = 0;
   optind = 1;
   /* "+": stop at the first non-option, so CMD's own options are never ours. */
-  while ((o = getopt_long (argc, argv, "+hi", opts, NULL)) != -1)
+  while ((o = getopt_long (argc, argv, "+hit", opts, NULL)) != -1)
     {
       if (common_opt (o, &a))
         continue;
       switch (o)
         {
-        case 't': if (number_opt (body, "timeout", optarg, "exec") < 0) goto out; break;
+        case 'o': if (number_opt (body, "timeout", optarg, "exec") < 0) goto out; break;
         case 'e': if (add_env (env, optarg, "exec") < 0) goto out; break;
         case 'w': json_object_set_new (body, "workdir", json_string (optarg)); break;
         case 'i': send_stdin = 1; break;
+        case 't': tty = 1; break;
         case 's': shell = 1; break;
         case 'h':
           printf ("usage: sbx exec [OPTIONS] ID -- CMD [ARG...]\n"
@@ -390,7 +391,8 @@ cli_cmd_exec (int argc, char **argv)
                   "  --timeout S      kill CMD after S seconds (default: the sandbox's lifetime)\n"
                   "  --env K=V        environment variable (repeatable)\n"
                   "  --workdir DIR    working directory\n"
-                  "  -i, --stdin      send sbx's stdin to CMD\n%s",
+                  "  -i, --stdin      send sbx's stdin to CMD as it is read (EOF included)\n"
+                  "  -t, --tty        run CMD on a pseudo-terminal; this terminal goes raw\n%s",
                   common_help);
           rc = 0;
           goto out;
@@ -436,6 +438,12 @@ cli_cmd_exec (int argc, char **argv)
     }
   if (json_object_size (env))
     json_object_set (body, "env", env);
+  if ((send_stdin || tty) && !a.json)
+    {
+      /* Interactive: streamed both ways (cmd_exec_io.c). */
+      rc = cli_exec_interactive (a.url, body, send_stdin, tty);
+      goto out;
+    }
   if (send_stdin)
     {
       size_t n = 0;

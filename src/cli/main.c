@@ -19,6 +19,8 @@ static const struct
   { "status", cli_cmd_status, "show a sandbox's status" },
   { "ls", cli_cmd_ls, "list sandboxes" },
   { "rm", cli_cmd_rm, "terminate a sandbox" },
+  { "logs", cli_cmd_logs, "output of a background process: sbx logs [-f] ID PROCESS" },
+  { "cp", cli_cmd_cp, "copy files into or out of a sandbox: sbx cp SRC ID:/PATH" },
   { "admin", cli_cmd_admin, "accounts, API keys, x402 settlements (on the state dir, as root)" },
 };
 

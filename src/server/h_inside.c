@@ -181,7 +181,7 @@ inside_content (json_t *body, const char *name, int b64, uint8_t **out, size_t *
     }
   if (!json_is_string (v))
     return inside_bad (r, name, "must be a string");
-  if (b64)
+  if (b64 && json_string_length (v) > 0)
     {
       if (bill_base64_decode (json_string_value (v), json_string_length (v), out, len) < 0)
         return inside_bad (r, name, "is not valid base64");

@@ -1,0 +1,343 @@
+/* sbx cp SRC DST: copy a file or a directory into or out of a sandbox. One side is
+ * ID:PATH (an absolute path inside sandbox ID), the other a local path or "-" (stdin /
+ * stdout; a single file). Files go through GET/PUT /sandbox/{id}/files (streamed: any
+ * size, bytes exact, the mode is kept), directories as tar through /sandbox/{id}/archive
+ * with the local tar. */
+#include "cli.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_SBX_FAILED 125
+
+/* "sb_xxx:/path" -> id and path. */
+static int
+remote (const char *s, char *id, size_t idcap, const char **path)
+{
+  const char *colon = strchr (s, ':');
+  if (!colon || strncmp (s, "sb_", 3) != 0 || (size_t) (colon - s) >= idcap)
+    return 0;
+  memcpy (id, s, (size_t) (colon - s));
+  id[colon - s] = '\0';
+  *path = colon + 1;
+  return 1;
+}
+
+struct body {
+  char *data; /* error replies only */
+  size_t len;
+  FILE *f;    /* successful bodies */
+  long status;
+  CURL *c;
+};
+
+static size_t
+on_data (char *p, size_t sz, size_t n, void *ud)
+{
+  struct body *b = ud;
+  size_t add = sz * n;
+  if (!b->status)
+    curl_easy_getinfo (b->c, CURLINFO_RESPONSE_CODE, &b->status);
+  if (b->status == 200)
+    return fwrite (p, 1, add, b->f) == add ? add : 0;
+  if (b->len + add > 1 << 20)
+    return 0;
+  char *nd = realloc (b->data, b->len + add + 1);
+  if (!nd)
+    return 0;
+  memcpy (nd + b->len, p, add);
+  b->data = nd;
+  b->len += add;
+  nd[b->len] = '\0';
+  return add;
+}
+
+static size_t
+on_read (char *p, size_t sz, size_t n, void *ud)
+{
+  FILE *f = ud;
+  size_t k = fread (p, 1, sz * n, f);
+  if (k == 0 && ferror (f))
+    return CURL_READFUNC_ABORT;
+  return k;
+}
+
+/* Percent-encode a query value (unreserved characters and '/' stay). */
+static void
+url_escape (const char *s, char *out, size_t cap)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  size_t k = 0;
+  for (; *s && k + 4 < cap; s++)
+    {
+      unsigned char ch = (unsigned char) *s;
+      if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9')
+          || strchr ("-._~/", ch))
+        out[k++] = (char) ch;
+      else
+        {
+          out[k++] = '%';
+          out[k++] = hex[ch >> 4];
+          out[k++] = hex[ch & 15];
+        }
+    }
+  out[k] = '\0';
+}
+
+/* GET or PUT a raw body between a sandbox and f. Returns 0, or prints why and returns 1. */
+static int
+transfer (const char *base, const char *id, const char *kind, const char *path, int put,
+          FILE *f, long mode)
+{
+  CURL *c = curl_easy_init ();
+  if (!c)
+    return 1;
+  char esc[PATH_MAX * 3 + 1];
+  url_escape (path, esc, sizeof esc);
+  char rel[PATH_MAX * 3 + 128], url[PATH_MAX * 3 + 512];
+  snprintf (rel, sizeof rel, "/sandbox/%s/%s?path=%s", id, kind, esc);
+  if (mode >= 0)
+    snprintf (rel + strlen (rel), sizeof rel - strlen (rel), "&mode=%04lo", mode);
+  cli_api_url (base, rel, url, sizeof url);
+  struct body b = { .f = f, .c = c };
+  struct curl_slist *hdr = curl_slist_append (NULL, "Expect:");
+  curl_easy_setopt (c, CURLOPT_URL, url);
+  curl_easy_setopt (c, CURLOPT_HTTPHEADER, hdr);
+  curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt (c, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt (c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (put)
+    {
+      curl_easy_setopt (c, CURLOPT_UPLOAD, 1L);
+      curl_easy_setopt (c, CURLOPT_READFUNCTION, on_read);
+      curl_easy_setopt (c, CURLOPT_READDATA, f);
+      b.status = 1; /* the reply is JSON: keep it */
+    }
+  CURLcode cc = curl_easy_perform (c);
+  long status = 0;
+  curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &status);
+  int rc = 0;
+  if (cc != CURLE_OK && !(status && status != 200))
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", url, curl_easy_strerror (cc));
+      rc = 1;
+    }
+  else if (status != 200)
+    {
+      json_error_t je;
+      json_t *r = b.data ? json_loadb (b.data, b.len, 0, &je) : NULL;
+      cli_api_print_error (status, r ? r : json_object ());
+      json_decref (r);
+      rc = 1;
+    }
+  free (b.data);
+  curl_slist_free_all (hdr);
+  curl_easy_cleanup (c);
+  return rc;
+}
+
+static int
+is_remote_dir (const char *base, const char *id, const char *path, int *dir)
+{
+  json_t *body = json_pack ("{s:s,s:s}", "sandbox_id", id, "path", path);
+  json_t *r = NULL;
+  long st = cli_api_post (base, "/sandbox/files/stat", body, &r);
+  json_decref (body);
+  if (st != 200)
+    {
+      if (st > 0)
+        cli_api_print_error (st, r);
+      json_decref (r);
+      return -1;
+    }
+  *dir = !strcmp (json_string_value (json_object_get (r, "type")) ?: "", "directory");
+  json_decref (r);
+  return 0;
+}
+
+static int
+tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
+{
+  int p[2];
+  if (pipe (p) < 0)
+    return -1;
+  *pid = fork ();
+  if (*pid < 0)
+    return -1;
+  if (*pid == 0)
+    {
+      dup2 (create ? p[1] : p[0], create ? 1 : 0);
+      close (p[0]);
+      close (p[1]);
+      if (create)
+        execlp ("tar", "tar", "-c", "-f", "-", "-C", dir, ".", (char *) NULL);
+      else
+        execlp ("tar", "tar", "-x", "-f", "-", "-C", dir, (char *) NULL);
+      _exit (127);
+    }
+  close (create ? p[1] : p[0]);
+  *f = fdopen (create ? p[0] : p[1], create ? "r" : "w");
+  return *f ? 0 : -1;
+}
+
+static int
+tar_wait (pid_t pid)
+{
+  int st;
+  while (waitpid (pid, &st, 0) < 0)
+    if (errno != EINTR)
+      return 1;
+  if (!WIFEXITED (st) || WEXITSTATUS (st) != 0)
+    {
+      fprintf (stderr, "sbx cp: local tar failed\n");
+      return 1;
+    }
+  return 0;
+}
+
+static int
+upload (const char *base, const char *src, const char *id, const char *path)
+{
+  if (!strcmp (src, "-"))
+    return transfer (base, id, "files", path, 1, stdin, -1);
+  struct stat st;
+  if (stat (src, &st) < 0)
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", src, strerror (errno));
+      return 1;
+    }
+  char target[PATH_MAX];
+  snprintf (target, sizeof target, "%s", path);
+  size_t tl = strlen (target);
+  if (S_ISDIR (st.st_mode))
+    {
+      FILE *f;
+      pid_t pid;
+      if (tar_pipe (src, 1, &f, &pid) < 0)
+        return 1;
+      int rc = transfer (base, id, "archive", target, 1, f, -1);
+      fclose (f);
+      return tar_wait (pid) || rc;
+    }
+  if (tl && target[tl - 1] == '/')
+    {
+      char tmp[PATH_MAX];
+      snprintf (tmp, sizeof tmp, "%s", src);
+      snprintf (target + tl, sizeof target - tl, "%s", basename (tmp));
+    }
+  FILE *f = fopen (src, "rb");
+  if (!f)
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", src, strerror (errno));
+      return 1;
+    }
+  int rc = transfer (base, id, "files", target, 1, f, (long) (st.st_mode & 07777));
+  fclose (f);
+  return rc;
+}
+
+static int
+download (const char *base, const char *id, const char *path, const char *dst)
+{
+  int dir;
+  if (is_remote_dir (base, id, path, &dir) < 0)
+    return 1;
+  if (!strcmp (dst, "-"))
+    {
+      if (dir)
+        {
+          fprintf (stderr, "sbx cp: %s is a directory (copy it to a local directory)\n", path);
+          return 1;
+        }
+      return transfer (base, id, "files", path, 0, stdout, -1);
+    }
+  struct stat st;
+  int exists = stat (dst, &st) == 0;
+  if (dir)
+    {
+      if (!exists && mkdir (dst, 0755) < 0)
+        {
+          fprintf (stderr, "sbx cp: %s: %s\n", dst, strerror (errno));
+          return 1;
+        }
+      FILE *f;
+      pid_t pid;
+      if (tar_pipe (dst, 0, &f, &pid) < 0)
+        return 1;
+      int rc = transfer (base, id, "archive", path, 0, f, -1);
+      fclose (f);
+      return tar_wait (pid) || rc;
+    }
+  char target[PATH_MAX];
+  if (exists && S_ISDIR (st.st_mode))
+    {
+      char tmp[PATH_MAX];
+      snprintf (tmp, sizeof tmp, "%s", path);
+      snprintf (target, sizeof target, "%s/%s", dst, basename (tmp));
+    }
+  else
+    snprintf (target, sizeof target, "%s", dst);
+  FILE *f = fopen (target, "wb");
+  if (!f)
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", target, strerror (errno));
+      return 1;
+    }
+  int rc = transfer (base, id, "files", path, 0, f, -1);
+  if (fclose (f) != 0)
+    rc = 1;
+  if (rc)
+    unlink (target); /* never leave a partial copy that looks complete */
+  return rc;
+}
+
+int
+cli_cmd_cp (int argc, char **argv)
+{
+  static const struct option opts[] = {
+    { "url", required_argument, NULL, 'u' }, { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *url = NULL;
+  int o;
+  optind = 1;
+  while ((o = getopt_long (argc, argv, "h", opts, NULL)) != -1)
+    switch (o)
+      {
+      case 'u': url = optarg; break;
+      case 'h':
+        printf ("usage: sbx cp SRC DST\n"
+                "Copy a file or directory into or out of a sandbox; one side is ID:/PATH.\n"
+                "A local \"-\" is stdin or stdout (one file).\n\n"
+                "  sbx cp ./data.csv sb_...:/work/data.csv\n"
+                "  sbx cp sb_...:/work/out ./out        (a directory, as tar)\n"
+                "  --url URL        sbxd address (default $SBX_URL or http://127.0.0.1:8080)\n");
+        return 0;
+      default: return 2;
+      }
+  if (argc - optind != 2)
+    {
+      fprintf (stderr, "usage: sbx cp SRC DST (one of them ID:/PATH)\n");
+      return 2;
+    }
+  cli_api_init ();
+  const char *base = cli_api_base (url);
+  char id[128];
+  const char *path;
+  const char *src = argv[optind], *dst = argv[optind + 1];
+  if (remote (dst, id, sizeof id, &path) && !strchr (src, ':'))
+    return upload (base, src, id, path) ? 1 : 0;
+  if (remote (src, id, sizeof id, &path) && !strchr (dst, ':'))
+    return download (base, id, path, dst) ? 1 : 0;
+  fprintf (stderr, "sbx cp: exactly one of SRC and DST must be ID:/PATH\n");
+  return 2;
+}
