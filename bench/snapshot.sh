@@ -114,15 +114,15 @@ for label, files, mb in (("10 MB", 10, 1), ("1 GB", 1000, 1)):
     check = sh(live[-1], "ls /data | wc -l; du -sb /data | cut -f1")
     terminate_all()
     med = statistics.median(times)
-    rows.append((label, snap_ms, out["duration_ms"], info["bytes"], med, med / base_med,
+    rows.append((label, snap_ms, out["frozen_ms"], info["bytes"], med, med / base_med,
                  check.split()))
 
 print()
-print("| filesystem | snapshot (API) ms | server ms | layer on disk | create from snapshot, median ms | x create from image |")
+print("| filesystem | snapshot (API) ms | sandbox frozen ms | layer on disk | create from snapshot, median ms | x create from image |")
 print("|---|---:|---:|---:|---:|---:|")
 for label, snap_ms, srv_ms, lb, med, ratio, chk in rows:
     print(f"| {label} ({chk[0]} files, {int(chk[1]) / 1e6:.0f} MB seen in a new sandbox) "
-          f"| {snap_ms:.0f} | {srv_ms} | {lb / 1e6:.1f} MB | {med:.1f} | {ratio:.2f} |")
+          f"| {snap_ms:.0f} | {srv_ms:.1f} | {lb / 1e6:.1f} MB | {med:.1f} | {ratio:.2f} |")
 print(f"\ncreate from the built-in image python:3.11, median of {CREATES}: {base_med:.1f} ms")
 
 # 100 forks of one snapshot

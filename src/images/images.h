@@ -49,6 +49,17 @@ int img_layer_path (const char *state_dir, const char *id, char out[PATH_MAX],
 int img_layer_from_upper (const char *state_dir, int scratch_fd, uint32_t uid_base,
                           const char *parent, char id[IMG_LAYER_ID_MAX], uint64_t *bytes,
                           struct sbx_err *err);
+/* The same in three phases, so the sandbox is frozen only for the middle one (snap2.c):
+ * begin copies while it runs, sync (call it frozen) brings the copy up to date, commit
+ * hashes and files the layer (after thawing). abort drops an unfinished one. */
+struct img_snap;
+int img_snap_begin (const char *state_dir, int scratch_fd, uint32_t uid_base,
+                    struct img_snap **out, struct sbx_err *err);
+int img_snap_sync (struct img_snap *sn, uint64_t *recopied, struct sbx_err *err);
+/* Frees sn, whatever happens. */
+int img_snap_commit (struct img_snap *sn, const char *parent, char id[IMG_LAYER_ID_MAX],
+                     uint64_t *bytes, struct sbx_err *err);
+void img_snap_abort (struct img_snap *sn);
 /* Merge the delta layers ids[0..n) (bottom first) into one layer with the same meaning
  * over the same base. */
 int img_layer_flatten (const char *state_dir, const char *base, const char *const *ids, size_t n,

@@ -35,6 +35,7 @@ struct img_copy {
   uint64_t bytes;      /* file bytes copied */
   uint64_t entries;
   int dst_root;        /* the destination tree's root fd (for hard links) */
+  int dry;             /* hash only: nothing is created (dfd is ignored) */
   struct img_link *links; /* hard links seen: (dev, ino) -> first path */
   size_t nlinks, caplinks;
 };

@@ -263,7 +263,7 @@ copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *r
     for (size_t i = 0; i < x->nlinks; i++)
       if (x->links[i].dev == st->st_dev && x->links[i].ino == st->st_ino)
         {
-          if (linkat (x->dst_root, x->links[i].path, dfd, name, 0) < 0)
+          if (!x->dry && linkat (x->dst_root, x->links[i].path, dfd, name, 0) < 0)
             return sbx_err_sys (err, "link '%s'", rel);
           img_hash_update (x->hash, "L", 1);
           img_hash_update (x->hash, x->links[i].path, strlen (x->links[i].path) + 1);
@@ -276,8 +276,8 @@ copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *r
   if (fstat (in, &st2) < 0 || !S_ISREG (st2.st_mode) || st2.st_ino != st->st_ino)
     return sbx_err_set (err, SBX_E_INTERNAL, EAGAIN, "'%s' changed while copied", rel);
   cleanup_close int out
-      = openat (dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (out < 0)
+      = x->dry ? -1 : openat (dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (out < 0 && !x->dry)
     return sbx_err_sys (err, "create '%s'", rel);
   static __thread char buf[1 << 17];
   for (;;)
@@ -290,11 +290,12 @@ copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *r
       if (n == 0)
         break;
       img_hash_update (x->hash, buf, (size_t) n);
-      if (sbx_write_all (out, buf, (size_t) n) < 0)
+      if (out >= 0 && sbx_write_all (out, buf, (size_t) n) < 0)
         return sbx_err_sys (err, "write '%s'", rel);
       x->bytes += (uint64_t) n;
     }
-  if (copy_xattrs_hash (in, out, x->hash, err) < 0 || set_attrs_fd (out, st, uid, gid, err) < 0)
+  if (copy_xattrs_hash (in, out, x->hash, err) < 0
+      || (out >= 0 && set_attrs_fd (out, st, uid, gid, err) < 0))
     return sbx_err_wrap (err, "'%s'", rel);
   if (st->st_nlink > 1)
     {
@@ -326,11 +327,12 @@ img_copy_entry (struct img_copy *x, int sfd, int dfd, const char *name, const ch
   x->entries++;
   if (S_ISDIR (st.st_mode))
     {
-      if (mkdirat (dfd, name, 0700) < 0)
+      if (!x->dry && mkdirat (dfd, name, 0700) < 0)
         return sbx_err_sys (err, "mkdir '%s'", rel);
       cleanup_close int s = openat (sfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      cleanup_close int d = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (s < 0 || d < 0)
+      cleanup_close int d
+          = x->dry ? -1 : openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (s < 0 || (d < 0 && !x->dry))
         return sbx_err_sys (err, "open directory '%s'", rel);
       hash_entry (x, rel, &st, uid, gid);
       if (copy_xattrs_hash (s, d, x->hash, err) < 0)
@@ -338,6 +340,8 @@ img_copy_entry (struct img_copy *x, int sfd, int dfd, const char *name, const ch
       if (img_copy_tree (x, s, d, rel, err) < 0)
         return -1;
       /* attributes last: a read-only directory must be filled first */
+      if (x->dry)
+        return 0;
       return set_attrs_fd (d, &st, uid, gid, err) < 0 ? sbx_err_wrap (err, "'%s'", rel) : 0;
     }
   if (S_ISREG (st.st_mode))
@@ -354,6 +358,8 @@ img_copy_entry (struct img_copy *x, int sfd, int dfd, const char *name, const ch
       target[n] = '\0';
       hash_entry (x, rel, &st, uid, gid);
       img_hash_update (x->hash, target, (size_t) n + 1);
+      if (x->dry)
+        return 0;
       if (symlinkat (target, dfd, name) < 0)
         return sbx_err_sys (err, "symlink '%s'", rel);
       if (fchownat (dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -365,10 +371,15 @@ img_copy_entry (struct img_copy *x, int sfd, int dfd, const char *name, const ch
   if (img_is_whiteout (&st) || S_ISFIFO (st.st_mode))
     {
       hash_entry (x, rel, &st, uid, gid);
+      if (x->dry)
+        return 0;
       if (mknodat (dfd, name, st.st_mode & (S_IFMT | 0777), st.st_rdev) < 0)
         return sbx_err_sys (err, "mknod '%s'", rel);
       if (fchownat (dfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
         return sbx_err_sys (err, "chown '%s'", rel);
+      struct timespec ts[2] = { st.st_atim, st.st_mtim };
+      if (utimensat (dfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+        return sbx_err_sys (err, "set times of '%s'", rel);
       return 0;
     }
   /* Sockets and real device nodes have no place in an image (a sandbox cannot make

@@ -318,6 +318,10 @@ rt_sandbox_adopt (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
     }
   sb->have_cgroup = 1;
   sb->have_run_dir = 1;
+  /* An sbxd that died during a snapshot left it frozen: a frozen sandbox can neither run
+   * nor die of SIGKILL, so thaw it (a no-op when it is not frozen). */
+  struct sbx_err ignored;
+  rt_sandbox_freeze (sb, 0, &ignored);
   *out = sb;
   return 0;
 }

@@ -17,6 +17,13 @@
 /* One snapshot at a time: two interleaved freeze/thaw pairs on one sandbox would thaw it
  * under the other's copy. */
 static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread double last_frozen_ms;
+
+double
+srv_snapshot_frozen_ms (void)
+{
+  return last_frozen_ms;
+}
 
 int
 srv_snapshot (struct srv *s, const char *sandbox_id, char image_id[SBX_ID_MAX],
@@ -52,17 +59,32 @@ srv_snapshot (struct srv *s, const char *sandbox_id, char image_id[SBX_ID_MAX],
   pthread_mutex_lock (&snap_lock);
   int64_t t0 = sbx_mono_ns ();
   char lid[IMG_LAYER_ID_MAX];
-  uint64_t bytes = 0;
-  if (rt_sandbox_freeze (sb->rt, 1, err) == 0)
+  uint64_t bytes = 0, recopied = 0;
+  /* Copy while it runs, freeze only to bring the copy up to date (snap2.c). */
+  struct img_snap *sn = NULL;
+  if (img_snap_begin (s->cfg.state_dir, rt_sandbox_scratch_fd (sb->rt),
+                      rt_sandbox_uid_base (sb->rt), &sn, err)
+      == 0)
     {
-      int64_t t1 = sbx_mono_ns ();
-      rc = img_layer_from_upper (s->cfg.state_dir, rt_sandbox_scratch_fd (sb->rt),
-                                 rt_sandbox_uid_base (sb->rt), parent, lid, &bytes, err);
-      struct sbx_err terr = { 0 };
-      if (rt_sandbox_freeze (sb->rt, 0, &terr) < 0)
-        LOG_ERROR ("thaw sandbox %s: %s", sandbox_id, terr.msg);
-      LOG_INFO ("snapshot of %s: layer %s, %.1f MB, frozen %.1f ms", sandbox_id,
-                rc == 0 ? lid : "-", bytes / 1e6, (sbx_mono_ns () - t1) / 1e6);
+      int64_t t1 = sbx_mono_ns (), t2 = t1;
+      if (rt_sandbox_freeze (sb->rt, 1, err) == 0)
+        {
+          t2 = sbx_mono_ns ();
+          rc = img_snap_sync (sn, &recopied, err);
+          struct sbx_err terr = { 0 };
+          if (rt_sandbox_freeze (sb->rt, 0, &terr) < 0)
+            LOG_ERROR ("thaw sandbox %s: %s", sandbox_id, terr.msg);
+        }
+      int64_t t3 = sbx_mono_ns ();
+      last_frozen_ms = (t3 - t2) / 1e6;
+      if (rc == 0)
+        rc = img_snap_commit (sn, parent, lid, &bytes, err);
+      else
+        img_snap_abort (sn);
+      LOG_INFO ("snapshot of %s: layer %s, %.1f MB; copy %.1f ms, frozen %.1f ms (%llu "
+                "entries again), hash+file %.1f ms",
+                sandbox_id, rc == 0 ? lid : "-", bytes / 1e6, (t1 - t0) / 1e6, (t3 - t2) / 1e6,
+                (unsigned long long) recopied, (sbx_mono_ns () - t3) / 1e6);
     }
   pthread_mutex_unlock (&snap_lock);
   if (rc == 0)
@@ -125,8 +147,9 @@ srv_h_snapshot (struct srv *s, json_t *body, struct srv_reply *r)
       return;
     }
   r->status = 200;
-  r->body = json_pack ("{s:s,s:s,s:I}", "image_id", image, "sandbox_id", id, "duration_ms",
-                       (json_int_t) ((sbx_mono_ns () - t0) / 1000000));
+  r->body = json_pack ("{s:s,s:s,s:I,s:f}", "image_id", image, "sandbox_id", id, "duration_ms",
+                       (json_int_t) ((sbx_mono_ns () - t0) / 1000000), "frozen_ms",
+                       srv_snapshot_frozen_ms ());
 }
 
 void

@@ -68,3 +68,5 @@ void srv_image_id_of (const char *tag, const char *text, char id[SBX_ID_MAX]);
  * holds an error reply already (not live). */
 int srv_snapshot (struct srv *s, const char *sandbox_id, char image_id[SBX_ID_MAX],
                   struct srv_reply *r, struct sbx_err *err);
+/* How long the last srv_snapshot of this thread kept the sandbox frozen, ms. */
+double srv_snapshot_frozen_ms (void);
