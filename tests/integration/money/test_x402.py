@@ -300,3 +300,38 @@ def test_kill9_while_settling_keeps_one_charge_and_the_answer(x402d, x402_client
     assert u["total_charged"]["amount"] == 10000 and u["charges_count"] == 1
     sbs = x402d.get("/sandbox/list", headers=proof).json()["sandboxes"]
     assert [(s["sandbox_id"], s["status"]) for s in sbs] == [(sid, "running")]
+
+
+def test_one_authorization_sent_concurrently_is_served_once(x402d, x402_client):
+    import threading
+    c = pay(x402_client, x402d.url + "/v1/sandbox/create", CREATE, "a")
+    sid = c["final"]["body"]["sandbox_id"]
+    x402d.created.append(sid)
+    n = x402d.facilitator.count()
+    p = sign(x402_client, who="a", value=1000)
+    codes, errors = [], []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def call(i):
+        start.wait()
+        r = requests.post(x402d.url + "/v1/sandbox/exec",
+                          json={"sandbox_id": sid, "command": f"echo {i} >> /tmp/ran"},
+                          headers={"PAYMENT-SIGNATURE": p["header"]}, timeout=60)
+        with lock:
+            codes.append(r.status_code)
+            if r.status_code == 402:
+                errors.append(r.json()["error"])
+
+    ts = [threading.Thread(target=call, args=(i,)) for i in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert sorted(codes) == [200] + [402] * 19
+    assert set(errors) <= {"payment_in_progress", "payment_already_used"}
+    assert x402d.facilitator.count() == n + 1
+    q = sign(x402_client, who="a", value=1000)
+    r = x402d.post("/sandbox/exec", {"sandbox_id": sid, "command": "wc -l < /tmp/ran"},
+                   headers={"PAYMENT-SIGNATURE": q["header"]})
+    assert r.json()["stdout"].strip() == "1"  # exactly one command ran
