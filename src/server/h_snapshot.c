@@ -344,11 +344,11 @@ srv_h_diff (struct srv *s, json_t *body, struct srv_reply *r)
   close_view (&ov);
   srv_chain_free (&cn);
   srv_chain_free (&co);
-  if (have_rec)
-    store_sandbox_clear (&rec);
   srv_sandbox_put (sb);
   if (rc < 0)
     {
+      if (have_rec)
+        store_sandbox_clear (&rec);
       if (err.code != SBX_E_INVALID)
         LOG_ERROR ("diff of %s: %s", id, err.msg);
       srv_reply_err (r, &err);
@@ -356,8 +356,9 @@ srv_h_diff (struct srv *s, json_t *body, struct srv_reply *r)
     }
   r->status = 200;
   r->body = json_pack ("{s:s,s:s,s:o,s:o,s:o}", "sandbox_id", id, "since",
-                       since ? since : "image", "created", strv_json (d.created, d.n_created),
+                       since ? since : rec.image, "created", strv_json (d.created, d.n_created),
                        "modified", strv_json (d.modified, d.n_modified), "deleted",
                        strv_json (d.deleted, d.n_deleted));
   img_diff_free (&d);
+  store_sandbox_clear (&rec);
 }

@@ -45,6 +45,11 @@ static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t build_done = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t apt_lock = PTHREAD_MUTEX_INITIALIZER; /* one apt-get at a time */
 
+/* Build sandboxes running at once (they are big: 6 GiB memory, 4 GiB disk each); the
+ * others wait in line, still "building". They do not count against max_sandboxes. */
+#define MAX_RUNNING_BUILDS 2
+static int running_builds;
+
 /* Images this process is building (under build_lock). A row "building" that is not here
  * was left by an sbxd that died: it is stale and may be taken over. */
 #define MAX_ACTIVE 64
@@ -590,6 +595,11 @@ run_step (struct srv *s, const struct srv_chain *c, const struct step *st, int l
   struct srv_image_prep prep;
   memset (&prep, 0, sizeof prep);
   char work[PATH_MAX] = "";
+  pthread_mutex_lock (&build_lock);
+  while (running_builds >= MAX_RUNNING_BUILDS)
+    pthread_cond_wait (&build_done, &build_lock);
+  running_builds++;
+  pthread_mutex_unlock (&build_lock);
   struct rt_sandbox *rt = NULL;
   char **env = NULL;
   int rc = -1;
@@ -712,6 +722,10 @@ out:
   srv_layers_unlock ();
   if (*work)
     sbx_rm_rf (work);
+  pthread_mutex_lock (&build_lock);
+  running_builds--;
+  pthread_cond_broadcast (&build_done);
+  pthread_mutex_unlock (&build_lock);
   return rc;
 }
 
