@@ -114,7 +114,8 @@ img_list_names (int dirfd, char ***names, size_t *n)
       (*n)++;
     }
   closedir (d);
-  qsort (*names, *n, sizeof **names, img_cmp_names);
+  if (*n)
+    qsort (*names, *n, sizeof **names, img_cmp_names);
   return 0;
 oom:
   closedir (d);
