@@ -515,7 +515,6 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
   request_hash (q, ch->request_hash);
   json_t *fb = bill_x402_facilitator_body (&ch->pay, &ch->offer);
   cleanup_free char *fbs = fb ? json_dumps (fb, JSON_COMPACT) : NULL;
-  json_decref (fb);
   struct store_payment p = { .version = ch->pay.version, .amount = (int64_t) price,
                              .valid_before = ch->pay.valid_before_s > INT64_MAX
                                                  ? INT64_MAX
@@ -529,15 +528,32 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
   int rc = store_payment_begin (s->store, &p, ch->owner, now, &ch->seq, &ex, &err);
   if (rc < 0)
     {
+      json_decref (fb);
       ch->kind = PAY_NONE;
       srv_reply_err (r, &err);
       return 0;
     }
   if (rc == 0)
     {
+      json_decref (fb);
       ch->kind = PAY_NONE;
       answer_existing (ch, &ex, r);
       store_payment_clear (&ex);
+      return 0;
+    }
+  /* Recorded (so a concurrent copy is refused); now ask the facilitator, when there is
+   * one, what only the chain knows (balance, nonce used elsewhere) before anything runs. */
+  char reason[128];
+  int bad = fb && s->cfg.facilitator[0]
+            && srv_facilitator_verify (s->cfg.facilitator, fb, reason, sizeof reason) < 0;
+  json_decref (fb);
+  if (bad)
+    {
+      LOG_INFO ("x402 payment by %s refused by the facilitator: %s", ch->pay.from, reason);
+      if (store_payment_release (s->store, ch->pay.from, ch->pay.nonce, sbx_now_ms (), &err) < 0)
+        LOG_ERROR ("release x402 payment %s:%s: %s", ch->pay.from, ch->pay.nonce, err.msg);
+      ch->kind = PAY_NONE;
+      reply_402_x402 (r, &ch->offer, reason);
       return 0;
     }
   return 1;

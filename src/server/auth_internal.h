@@ -11,3 +11,9 @@
  * settlement_failed). */
 int srv_settle (const char *facilitator, const json_t *body, char *tx, size_t txcap,
                 char *reason, size_t rcap);
+/* POST {facilitator}/verify: 0 when isValid, else -1 with reason (the facilitator's
+ * invalidReason, or facilitator_unreachable / facilitator_http_<code> / payment_invalid).
+ * Catches what only the chain knows (balance, a nonce used elsewhere) before anything
+ * runs. */
+int srv_facilitator_verify (const char *facilitator, const json_t *body, char *reason,
+                            size_t rcap);

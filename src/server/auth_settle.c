@@ -1,6 +1,7 @@
-/* x402 settlement through a facilitator: POST {facilitator}/settle with
+/* x402 through a facilitator: POST {facilitator}/verify and /settle with
  * {x402Version, paymentPayload, paymentRequirements} (../shared/x402/x402.md section 7).
- * The answer is a SettleResponse: {success, transaction, network, payer?, errorReason?}. */
+ * /verify answers {isValid, invalidReason?, payer?}; /settle a SettleResponse:
+ * {success, transaction, network, payer?, errorReason?}. */
 #include "server.h"
 #include "auth_internal.h"
 
@@ -46,14 +47,18 @@ on_data (char *data, size_t size, size_t nmemb, void *cls)
   return n;
 }
 
-int
-srv_settle (const char *facilitator, const json_t *body, char *tx, size_t txcap, char *reason,
-            size_t rcap)
+/* POST {facilitator}/{what}; 0 when the reply says yes (verify: isValid; settle: success
+ * with a transaction, copied to tx), else -1 with reason. */
+static int
+call (const char *facilitator, const char *what, const json_t *body, char *tx, size_t txcap,
+      char *reason, size_t rcap)
 {
   pthread_once (&curl_once, curl_init_once);
-  snprintf (tx, txcap, "%s", "");
+  int verify = !strcmp (what, "verify");
+  if (tx)
+    snprintf (tx, txcap, "%s", "");
   char url[600];
-  snprintf (url, sizeof url, "%s/settle", facilitator);
+  snprintf (url, sizeof url, "%s/%s", facilitator, what);
   cleanup_free char *req = json_dumps (body, JSON_COMPACT);
   CURL *c = curl_easy_init ();
   if (!req || !c)
@@ -81,17 +86,19 @@ srv_settle (const char *facilitator, const json_t *body, char *tx, size_t txcap,
   int rc = -1;
   if (cr != CURLE_OK)
     {
-      LOG_WARN ("settle: %s: %s", url, curl_easy_strerror (cr));
+      LOG_WARN ("%s: %s: %s", what, url, curl_easy_strerror (cr));
       snprintf (reason, rcap, "facilitator_unreachable");
       goto out;
     }
   json_t *j = b.p ? json_loads (b.p, 0, NULL) : NULL;
-  json_t *ok = json_object_get (j, "success");
+  json_t *ok = json_object_get (j, verify ? "isValid" : "success");
   const char *t = json_string_value (json_object_get (j, "transaction"));
-  const char *why = json_string_value (json_object_get (j, "errorReason"));
-  if (code >= 200 && code < 300 && json_is_true (ok) && t && *t)
+  const char *why = json_string_value (json_object_get (j, verify ? "invalidReason"
+                                                                  : "errorReason"));
+  if (code >= 200 && code < 300 && json_is_true (ok) && (verify || (t && *t)))
     {
-      snprintf (tx, txcap, "%s", t);
+      if (!verify)
+        snprintf (tx, txcap, "%s", t);
       rc = 0;
     }
   else if (why && *why)
@@ -99,11 +106,24 @@ srv_settle (const char *facilitator, const json_t *body, char *tx, size_t txcap,
   else if (code < 200 || code >= 300)
     snprintf (reason, rcap, "facilitator_http_%ld", code);
   else
-    snprintf (reason, rcap, "settlement_failed");
+    snprintf (reason, rcap, verify ? "payment_invalid" : "settlement_failed");
   if (rc < 0)
-    LOG_WARN ("settle: %s answered %ld: %s", url, code, b.p ? b.p : "");
+    LOG_WARN ("%s: %s answered %ld: %s", what, url, code, b.p ? b.p : "");
   json_decref (j);
 out:
   free (b.p);
   return rc;
+}
+
+int
+srv_settle (const char *facilitator, const json_t *body, char *tx, size_t txcap, char *reason,
+            size_t rcap)
+{
+  return call (facilitator, "settle", body, tx, txcap, reason, rcap);
+}
+
+int
+srv_facilitator_verify (const char *facilitator, const json_t *body, char *reason, size_t rcap)
+{
+  return call (facilitator, "verify", body, NULL, 0, reason, rcap);
 }

@@ -87,12 +87,15 @@ def sign(client_dir, **kw):
 
 
 class Facilitator:
-    """A fake x402 facilitator: POST /settle records the body and answers a SettleResponse;
-    payers in `fail` are refused (insufficient_funds), as a real one would on-chain."""
+    """A fake x402 facilitator: POST /verify and /settle record the body and answer as a
+    real one would; payers in `fail_verify` are invalid at /verify, payers in `fail` are
+    refused at /settle (insufficient_funds, as on-chain)."""
 
     def __init__(self):
         self.settles = []
+        self.verifies = []
         self.fail = set()
+        self.fail_verify = set()
         self.hold = set()  # payers whose /settle waits for `release` (crash tests)
         self.release = threading.Event()
         self.lock = threading.Lock()
@@ -105,6 +108,14 @@ class Facilitator:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 auth = body["paymentPayload"]["payload"]["authorization"]
+                if self.path == "/verify":
+                    with fac.lock:
+                        fac.verifies.append(body)
+                    bad = auth["from"].lower() in fac.fail_verify
+                    out = {"isValid": not bad, "payer": auth["from"]}
+                    if bad:
+                        out["invalidReason"] = "invalid_exact_evm_insufficient_balance"
+                    return self._answer(out)
                 with fac.lock:
                     fac.settles.append({"path": self.path, "body": body})
                     n = len(fac.settles)
@@ -117,6 +128,9 @@ class Facilitator:
                 else:
                     out = {"success": True, "transaction": "0x" + f"{n:064x}", "network": net,
                            "payer": auth["from"]}
+                self._answer(out)
+
+            def _answer(self, out):
                 data = json.dumps(out).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -100,6 +100,24 @@ def test_official_client_pays_every_call_v2(x402d, x402_client):
     assert [s["body"]["paymentRequirements"]["amount"] for s in settles] == ["10000", "1000", "1000", "1000"]
     txs = [o["paymentResponse"]["transaction"] for o in out]
     assert len(set(txs)) == 4 and all(t.startswith("0x") and len(t) == 66 for t in txs)
+    # each payment was verified by the facilitator too, with the same body as settled
+    assert [v for v in x402d.facilitator.verifies] == [s["body"] for s in settles]
+
+
+def test_facilitator_refusal_at_verify_runs_nothing(x402d, x402_client):
+    x402d.facilitator.fail_verify.add(KEYS["poor"][1].lower())
+    res = pay(x402_client, x402d.url + "/v1/sandbox/create", CREATE, "poor")
+    assert res["final"]["status"] == 402
+    assert res["paymentRequired"]["error"] == "invalid_exact_evm_insufficient_balance"
+    assert x402d.facilitator.count() == 0 and len(x402d.facilitator.verifies) == 1
+    p = sign(x402_client, who="poor", value=0)
+    assert x402d.get("/sandbox/list", headers={"PAYMENT-SIGNATURE": p["header"]}).json()["count"] == 0
+    # the authorization was not consumed: once funded, the same one pays
+    x402d.facilitator.fail_verify.clear()
+    hdr = base64.b64encode(json.dumps(res["paymentPayload"]).encode()).decode()
+    r = x402d.post("/sandbox/create", CREATE, headers={"PAYMENT-SIGNATURE": hdr})
+    assert r.status_code == 200, r.text
+    x402d.created.append(r.json()["sandbox_id"])
 
 
 def test_official_client_pays_every_call_v1(x402d, x402_client):
