@@ -135,11 +135,27 @@ owner (const struct img_view *v, int layer, uint32_t id)
   return id >= base && id - base < 65536 ? id - base : 65534;
 }
 
+/* A running sandbox may swap a file for a FIFO between our stat and our open: open
+ * without blocking, and compare only what is still a regular file. */
+static int
+open_regular (int dir, const char *name)
+{
+  int fd = openat (dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  struct stat st;
+  if (fd >= 0 && (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode)))
+    {
+      close (fd);
+      errno = EINVAL;
+      return -1;
+    }
+  return fd;
+}
+
 static int
 same_bytes (int pa, const char *na, int pb, const char *nb)
 {
-  cleanup_close int a = openat (pa, na, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-  cleanup_close int b = openat (pb, nb, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  cleanup_close int a = open_regular (pa, na);
+  cleanup_close int b = open_regular (pb, nb);
   if (a < 0 || b < 0)
     return 0;
   static __thread char ba[65536], bb[65536];
@@ -351,7 +367,7 @@ img_view_open (const struct img_view *v, const char *rel)
     }
   int fd = -1;
   if (S_ISREG (f.st.st_mode))
-    fd = openat (f.parent, f.name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    fd = open_regular (f.parent, f.name);
   else
     errno = EINVAL;
   int e = errno;

@@ -270,7 +270,10 @@ copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *r
           img_hash_update (x->hash, x->links[i].path, strlen (x->links[i].path) + 1);
           return 0;
         }
-  cleanup_close int in = openat (sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  /* O_NONBLOCK: a running sandbox may have swapped the file for a FIFO since the stat,
+   * whose open would block forever; the fstat below refuses anything not regular. */
+  cleanup_close int in
+      = openat (sfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (in < 0)
     return sbx_err_sys (err, "open '%s'", rel);
   struct stat st2;

@@ -174,3 +174,20 @@ def test_delete_image_in_use_is_refused(isbxd):
     r = d.post("/sandbox/create", {"image": img})
     assert r.status_code == 400, r.text
     assert d.post("/image/delete", {"image_id": "python:3.11"}).status_code == 400
+
+
+def test_special_files_and_symlinks_are_data(isbxd):
+    """A FIFO, a socket, and symlinks pointing at host paths are copied as what they are
+    (nothing is opened or followed on the host), and the snapshot does not hang on them."""
+    d = isbxd
+    sid = d.create()
+    sh(d, sid, "mkfifo /root/fifo && ln -s /etc/shadow /root/shadow-link"
+               " && ln -s ../../../../../../etc /root/up-link"
+               " && python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.bind('/root/sock')\"")
+    img = snapshot(d, sid)
+    k = d.create(image=img)
+    out = sh(d, k, "stat -c '%F' /root/fifo; readlink /root/shadow-link /root/up-link;"
+                   " test -e /root/sock && echo sock-kept || echo sock-dropped")["stdout"]
+    assert out == "fifo\n/etc/shadow\n../../../../../../etc\nsock-dropped\n", out
+    created, _, _ = diff(d, sid)
+    assert {"/root/fifo", "/root/shadow-link", "/root/up-link", "/root/sock"} <= set(created)
