@@ -224,3 +224,31 @@ inside_reply_frame (struct srv_agent *ag, struct proto_frame *f, int timeout_ms,
     }
   return 1;
 }
+
+void
+inside_record (struct srv *s, const char *sandbox_id, char **argv, size_t argc,
+               const struct proto_exec_exit *ex, int64_t started_ms, const char *error)
+{
+  json_t *a = json_array ();
+  for (size_t i = 0; i < argc; i++)
+    json_array_append_new (a, json_string (argv[i]));
+  char *argv_json = json_dumps (a, JSON_COMPACT);
+  json_decref (a);
+  struct store_exec e = {
+    .sandbox_id = sandbox_id,
+    .argv_json = argv_json,
+    .has_exit_code = ex != NULL,
+    .exit_code = ex ? ex->exit_code : 0,
+    .timed_out = ex ? ex->timed_out : 0,
+    .truncated = ex ? (ex->stdout_truncated || ex->stderr_truncated) : 0,
+    .started_at_ms = started_ms,
+    .duration_ms = ex ? (int64_t) (ex->duration_us / 1000) : sbx_now_ms () - started_ms,
+    .stdout_bytes = ex ? ex->stdout_bytes : 0,
+    .stderr_bytes = ex ? ex->stderr_bytes : 0,
+    .error = error,
+  };
+  struct sbx_err err = { 0 };
+  if (store_exec_record (s->store, &e, &err) < 0)
+    LOG_ERROR ("audit exec in %s: %s", sandbox_id, err.msg);
+  free (argv_json);
+}

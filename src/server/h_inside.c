@@ -457,6 +457,8 @@ srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r)
           if (m.eof)
             break;
         }
+      if (!existing)
+        inside_record (s, req.id, req.argv, req.argc, NULL, sbx_now_ms (), NULL);
       json_t *o = json_object ();
       json_object_set_new (o, "sandbox_id", json_string (req.id));
       json_object_set_new (o, "process_id", json_integer (proc_id));
@@ -479,9 +481,12 @@ srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r)
   if (req.has_stdin && proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_REQ_ID, NULL, 0) < 0)
     goto oom;
   if (stream)
-    inside_stream_reply (&ag, ST_EXEC, EXEC_REQ_ID, &out, b64, r->accept, r);
+    {
+      inside_stream_reply (&ag, ST_EXEC, EXEC_REQ_ID, &out, b64, r->accept, r);
+      inside_stream_audit (r, req.argv, req.argc);
+    }
   else
-    inside_exec_collect (&ag, EXEC_REQ_ID, &out, req.max_output, r);
+    inside_exec_collect (&ag, EXEC_REQ_ID, &out, req.max_output, req.argv, req.argc, r);
   goto done;
 oom:
   srv_reply_error (r, SBX_E_INTERNAL, "out of memory");

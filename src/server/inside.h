@@ -40,6 +40,11 @@ void inside_reply_agent_error (const struct proto_frame *f, struct srv_reply *r)
 /* The agent connection ended: the sandbox ended (410/408) or the agent broke (500). */
 void inside_reply_lost (struct srv_agent *ag, struct srv_reply *r);
 
+/* Audit row of an exec started through these endpoints (counts in commands_executed):
+ * ex NULL while it has no exit code (a background process, a stream cut short). */
+void inside_record (struct srv *s, const char *sandbox_id, char **argv, size_t argc,
+                    const struct proto_exec_exit *ex, int64_t started_ms, const char *error);
+
 /* ---- validation (h_inside.c) ---- */
 json_t *inside_field (json_t *body, const char *name);
 int inside_bad (struct srv_reply *r, const char *field, const char *what);
@@ -78,7 +83,10 @@ enum inside_stream_kind { ST_EXEC, ST_FOLLOW, ST_WATCH, ST_RAW_FILE, ST_RAW_TAR 
 void inside_stream_reply (struct srv_agent *ag, enum inside_stream_kind kind, uint32_t req_id,
                           struct proto_buf *pending, int b64, const char *accept,
                           struct srv_reply *r);
+/* An ST_EXEC stream records its exec (inside_record) when it ends, unless it found an
+ * existing process (exec_id): argv is copied. */
+void inside_stream_audit (struct srv_reply *r, char **argv, size_t argc);
 /* Run the exec whose EXEC_START (and stdin) is in pending on ag to its end, keeping at most
  * max_output bytes per stream: the answer of a plain exec with exec_id or pty. */
 void inside_exec_collect (struct srv_agent *ag, uint32_t req_id, struct proto_buf *pending,
-                          uint64_t max_output, struct srv_reply *r);
+                          uint64_t max_output, char **argv, size_t argc, struct srv_reply *r);

@@ -56,7 +56,44 @@ struct srv_stream {
   int got_exit;
   struct srv_reply *reply;  /* collect: where an ERROR / loss goes */
   int client_fd;            /* the HTTP client's socket: watched for hang-up only */
+  char **audit_argv;        /* ST_EXEC: recorded when the stream ends */
+  size_t audit_argc;
+  int64_t started_ms;
+  int got_started;
 };
+
+static char **
+strv_dup (char **v, size_t n)
+{
+  char **c = calloc (n + 1, sizeof *c);
+  for (size_t i = 0; c && i < n; i++)
+    if (!(c[i] = strdup (v[i])))
+      {
+        srv_strv_free (c);
+        return NULL;
+      }
+  return c;
+}
+
+static void
+audit (struct srv_stream *st)
+{
+  if (!st->audit_argv || !st->got_started || st->existing || !st->ag.sb)
+    return;
+  inside_record (st->ag.s, st->ag.sb->id, st->audit_argv, st->audit_argc,
+                 st->got_exit ? &st->exit : NULL, st->started_ms,
+                 st->got_exit ? NULL : "the stream ended before the command");
+}
+
+void
+inside_stream_audit (struct srv_reply *r, char **argv, size_t argc)
+{
+  struct srv_stream *st = r->stream;
+  if (!st)
+    return;
+  st->audit_argv = strv_dup (argv, argc);
+  st->audit_argc = st->audit_argv ? argc : 0;
+}
 
 static void
 out_append (struct srv_stream *st, const void *p, size_t n)
@@ -253,6 +290,7 @@ handle_frame (struct srv_stream *st, const struct proto_frame *f)
         st->pid = pid;
         st->proc_id = proc_id;
         st->existing = existing;
+        st->got_started = 1;
         if (!st->reply)
           event (st, "start", json_pack ("{s:I,s:I,s:b}", "pid", (json_int_t) pid,
                                          "process_id", (json_int_t) proc_id, "existing",
@@ -405,6 +443,8 @@ srv_stream_free (struct srv_stream *st)
 {
   if (!st)
     return;
+  audit (st);
+  srv_strv_free (st->audit_argv);
   /* Closing the agent connection ends a foreground exec that is still running (the
    * client went away), a watch, a file read. */
   inside_close (&st->ag);
@@ -480,6 +520,7 @@ stream_new (struct srv_agent *ag, enum inside_stream_kind kind, uint32_t req_id,
   st->kind = kind;
   st->req_id = req_id;
   st->client_fd = -1;
+  st->started_ms = sbx_now_ms ();
   st->ag = *ag;
   memset (ag, 0, sizeof *ag); /* taken over */
   ag->fd = -1;
@@ -511,7 +552,7 @@ inside_stream_reply (struct srv_agent *ag, enum inside_stream_kind kind, uint32_
 
 void
 inside_exec_collect (struct srv_agent *ag, uint32_t req_id, struct proto_buf *pending,
-                     uint64_t max_output, struct srv_reply *r)
+                     uint64_t max_output, char **argv, size_t argc, struct srv_reply *r)
 {
   struct srv_stream *st = stream_new (ag, ST_EXEC, req_id, pending);
   if (!st)
@@ -519,6 +560,8 @@ inside_exec_collect (struct srv_agent *ag, uint32_t req_id, struct proto_buf *pe
       srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
       return;
     }
+  st->audit_argv = strv_dup (argv, argc);
+  st->audit_argc = st->audit_argv ? argc : 0;
   struct srv_reply er = { 0 };
   st->reply = &er;
   st->max_output = max_output;
