@@ -174,6 +174,14 @@ srv_image_gc (struct srv *s, size_t *removed, uint64_t *freed, struct sbx_err *e
     keep[nk++] = json_string_value (json_array_get (all, i));
   if (rc == 0)
     rc = img_layer_gc (s->cfg.state_dir, keep, nk, removed, freed, err);
+  if (rc == 0)
+    {
+      char *kj = json_dumps (all, JSON_COMPACT);
+      if (!kj || store_layer_prune (s->store, kj, err) < 0)
+        LOG_WARN ("gc: forget removed layers: %s", kj ? err->msg : "out of memory");
+      free (kj);
+      sbx_err_clear (err);
+    }
   srv_layers_unlock ();
   free (keep);
   json_decref (all);

@@ -53,7 +53,8 @@ recover_one (struct srv *s, struct store_sandbox *rec)
       return 0;
     }
   char rootfs[PATH_MAX] = "";
-  if (img_resolve (s->cfg.state_dir, rec->image, 0, rootfs, &err) < 0)
+  /* adopt needs no layers; an image id (build, snapshot) has no rootfs of its own */
+  if (img_is_builtin (rec->image) && img_resolve (s->cfg.state_dir, rec->image, 0, rootfs, &err) < 0)
     LOG_WARN ("resolve image of %s: %s", rec->id, err.msg);
   struct rt_spec spec;
   fill_spec (s, rec->id, rootfs, &spec);

@@ -309,6 +309,13 @@ store_layer_delete (struct store *st, const char *id, struct sbx_err *err)
 }
 
 int
+store_layer_prune (struct store *st, const char *keep_json, struct sbx_err *err)
+{
+  return exec1 (st, "DELETE FROM layers WHERE id NOT IN (SELECT value FROM json_each(?1))",
+                keep_json, err);
+}
+
+int
 store_layer_put (struct store *st, const char *id, uint64_t bytes, struct sbx_err *err)
 {
   static const char sql[]

@@ -42,6 +42,8 @@ int store_layer_put (struct store *st, const char *id, uint64_t bytes, struct sb
 /* 0 and *bytes, or -1 (NOT_FOUND). */
 int store_layer_bytes (struct store *st, const char *id, uint64_t *bytes, struct sbx_err *err);
 int store_layer_delete (struct store *st, const char *id, struct sbx_err *err);
+/* Forget every layer whose id is not in keep_json (a JSON array of ids): after GC. */
+int store_layer_prune (struct store *st, const char *keep_json, struct sbx_err *err);
 
 struct store_volume {
   char name[64];
