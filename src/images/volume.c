@@ -10,6 +10,7 @@
  * root owns what it writes and sees nothing outside the volume's filesystem. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/loop.h>
@@ -127,10 +128,47 @@ is_mounted (const char *dir)
   return S_ISDIR (a.st_mode) && a.st_dev != b.st_dev;
 }
 
+/* The loop device img is attached to already, if any: a sandbox that outlived sbxd's
+ * own mount (restart, lazy unmount) still holds the filesystem through it. Mounting that
+ * device again gives the same filesystem; attaching a second device to the same file
+ * would mount the image twice, each side blind to the other's cached writes. */
+static int
+loop_find (const char *img, char dev[64])
+{
+  struct stat want;
+  if (stat (img, &want) < 0)
+    return -1;
+  DIR *d = opendir ("/sys/block");
+  if (!d)
+    return -1;
+  struct dirent *de;
+  int fd = -1;
+  while (fd < 0 && (de = readdir (d)))
+    {
+      if (strncmp (de->d_name, "loop", 4) != 0)
+        continue;
+      snprintf (dev, 64, "/dev/%s", de->d_name);
+      int lfd = open (dev, O_RDONLY | O_CLOEXEC);
+      if (lfd < 0)
+        continue;
+      struct loop_info64 li;
+      if (ioctl (lfd, LOOP_GET_STATUS64, &li) == 0 && li.lo_inode == want.st_ino
+          && li.lo_device == want.st_dev)
+        fd = lfd;
+      else
+        close (lfd);
+    }
+  closedir (d);
+  return fd;
+}
+
 /* Attach img to a free loop device; returns its fd (the device stays while mounted). */
 static int
 loop_attach (const char *img, char dev[64], struct sbx_err *err)
 {
+  int found = loop_find (img, dev);
+  if (found >= 0)
+    return found;
   cleanup_close int ctl = open ("/dev/loop-control", O_RDWR | O_CLOEXEC);
   if (ctl < 0)
     return sbx_err_sys (err, "open /dev/loop-control");
@@ -183,8 +221,7 @@ img_volume_mount (const char *state_dir, const char *name, char dir[PATH_MAX],
     return -1;
   if (mount (dev, dir, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, "errors=remount-ro") < 0)
     {
-      int e = errno;
-      ioctl (lfd, LOOP_CLR_FD, 0);
+      int e = errno; /* autoclear detaches a fresh device when lfd closes */
       return sbx_err_set (err, SBX_E_INTERNAL, e, "mount volume '%s': %s", name, strerror (e));
     }
   /* The host side of the mount stays private to sbxd's namespace and never propagates. */
