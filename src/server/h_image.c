@@ -208,8 +208,13 @@ void
 srv_h_image_delete (struct srv *s, json_t *body, struct srv_reply *r)
 {
   const char *id = image_id_field (body, r);
-  if (!id)
-    return;
+  if (id)
+    srv_h_image_delete_id (s, id, r);
+}
+
+void
+srv_h_image_delete_id (struct srv *s, const char *id, struct srv_reply *r)
+{
   if (img_is_builtin (id))
     {
       srv_reply_error (r, SBX_E_INVALID, "image_id: built-in images cannot be deleted");

@@ -113,11 +113,37 @@ srv_h_volume_list (struct srv *s, struct srv_reply *r)
 }
 
 void
+srv_h_volume_get (struct srv *s, const char *name, struct srv_reply *r)
+{
+  struct store_volume v;
+  struct sbx_err err = { 0 };
+  if (!img_volume_name_ok (name) || store_volume_get (s->store, name, &v, &err) < 0)
+    {
+      char msg[128];
+      snprintf (msg, sizeof msg, "volume '%.63s' not found", name);
+      srv_reply_http (r, 404, "volume_not_found", msg);
+      return;
+    }
+  r->status = 200;
+  r->body = volume_json (s, &v);
+}
+
+void
 srv_h_volume_delete (struct srv *s, json_t *body, struct srv_reply *r)
 {
   const char *name = name_field (body, r);
-  if (!name)
-    return;
+  if (name)
+    srv_h_volume_delete_name (s, name, r);
+}
+
+void
+srv_h_volume_delete_name (struct srv *s, const char *name, struct srv_reply *r)
+{
+  if (!img_volume_name_ok (name))
+    {
+      srv_reply_http (r, 404, "volume_not_found", "no such volume (not a volume name)");
+      return;
+    }
   struct sbx_err err = { 0 };
   int64_t users = 0;
   pthread_mutex_lock (&vol_lock);

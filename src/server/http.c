@@ -29,6 +29,7 @@ struct req_ctx {
   int64_t start_ns;
   struct srv_upload *upload; /* PUT of a raw body, streamed to the sandbox (stream.c) */
   const char *url;           /* MHD's, valid for the whole request */
+  const char *method;        /* likewise */
 };
 
 /* With authentication on, browsers may call sbxd: the payment headers must be allowed in
@@ -138,12 +139,15 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
       return;
     }
   if (ctx->route == SRV_R_IMAGE_LIST || ctx->route == SRV_R_IMAGE_GET
-      || ctx->route == SRV_R_VOLUME_LIST)
+      || ctx->route == SRV_R_VOLUME_LIST || ctx->route == SRV_R_VOLUME_ITEM)
     {
+      int del = !strcmp (ctx->method, "DELETE");
       if (ctx->route == SRV_R_IMAGE_LIST)
         srv_h_image_list (s, r);
       else if (ctx->route == SRV_R_IMAGE_GET)
-        srv_h_image_get (s, srv_route_item (), r);
+        (del ? srv_h_image_delete_id : srv_h_image_get) (s, srv_route_item (), r);
+      else if (ctx->route == SRV_R_VOLUME_ITEM)
+        (del ? srv_h_volume_delete_name : srv_h_volume_get) (s, srv_route_item (), r);
       else
         srv_h_volume_list (s, r);
       return;
@@ -248,6 +252,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       const char *allow;
       ctx->route = srv_route_match (url, &allow);
       ctx->url = url;
+      ctx->method = method;
       ctx->cors = s->cfg.auth != 0;
       if (ctx->route == SRV_R_NONE)
         return send_error (c, 404, "not_found", "no such endpoint", method, url, ctx);

@@ -55,14 +55,15 @@ srv_route_item (void)
   return route_item;
 }
 
-/* "/image/<id>": one path segment of [A-Za-z0-9_.:-] (an image id or a built-in name). */
+/* "<pfx><id>": one path segment of [A-Za-z0-9_.:-] (an image id or a built-in name, a
+ * volume name). */
 static int
-match_image_item (const char *rest)
+match_item (const char *rest, const char *pfx)
 {
-  static const char pfx[] = "/image/";
-  if (strncmp (rest, pfx, sizeof pfx - 1) != 0)
+  size_t pl = strlen (pfx);
+  if (strncmp (rest, pfx, pl) != 0)
     return 0;
-  const char *id = rest + sizeof pfx - 1;
+  const char *id = rest + pl;
   size_t n = strlen (id);
   if (n == 0 || n >= sizeof route_item)
     return 0;
@@ -89,10 +90,15 @@ srv_route_match (const char *path, const char **allow)
             *allow = routes[r].method;
             return routes[r].route;
           }
-      if (match_image_item (path + pl))
+      if (match_item (path + pl, "/image/"))
         {
-          *allow = "GET";
+          *allow = "GET, DELETE";
           return SRV_R_IMAGE_GET;
+        }
+      if (match_item (path + pl, "/volume/"))
+        {
+          *allow = "GET, DELETE";
+          return SRV_R_VOLUME_ITEM;
         }
       enum srv_route r = srv_route_match_id (path + pl, allow);
       if (r != SRV_R_NONE)

@@ -138,6 +138,7 @@ enum srv_route {
   SRV_R_VOLUME_CREATE,
   SRV_R_VOLUME_LIST,
   SRV_R_VOLUME_DELETE,
+  SRV_R_VOLUME_ITEM,   /* GET|DELETE /volume/{name} (srv_route_item) */
   SRV_R_HEALTH,
   SRV_R_PRICING,
   SRV_R_USAGE,
@@ -166,7 +167,7 @@ enum srv_route {
  * *allow gets the one method the route accepts ("GET" or "POST"). */
 enum srv_route srv_route_match (const char *path, const char **allow);
 
-/* The {id} of the last SRV_R_IMAGE_GET matched by this thread (MHD serves a connection
+/* The {id} of the last SRV_R_IMAGE_GET (or {name} of SRV_R_VOLUME_ITEM) matched by this thread (MHD serves a connection
  * on one thread, so dispatch finds it there). */
 const char *srv_route_item (void);
 /* Handlers of images, snapshots and volumes (issue 5). */
@@ -183,6 +184,10 @@ void srv_h_diff (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_volume_create (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_volume_list (struct srv *s, struct srv_reply *r);
 void srv_h_volume_delete (struct srv *s, json_t *body, struct srv_reply *r);
+/* DELETE /image/{id}, GET and DELETE /volume/{name} */
+void srv_h_image_delete_id (struct srv *s, const char *id, struct srv_reply *r);
+void srv_h_volume_get (struct srv *s, const char *name, struct srv_reply *r);
+void srv_h_volume_delete_name (struct srv *s, const char *name, struct srv_reply *r);
 /* Remove layers no image refers to; 0 and what went, or -1. */
 int srv_image_gc (struct srv *s, size_t *removed, uint64_t *freed, struct sbx_err *err);
 

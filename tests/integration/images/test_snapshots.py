@@ -1,9 +1,8 @@
 """Snapshots, forks and diffs against a real sbxd: files as they were, shared layers,
 private changes, snapshots of snapshots past the flattening bound, exact diffs."""
 import concurrent.futures
-import os
 
-import pytest
+import requests
 
 
 def sh(d, sid, cmd, ok=True):
@@ -191,3 +190,21 @@ def test_special_files_and_symlinks_are_data(isbxd):
     assert out == "fifo\n/etc/shadow\n../../../../../../etc\nsock-dropped\n", out
     created, _, _ = diff(d, sid)
     assert {"/root/fifo", "/root/shadow-link", "/root/up-link", "/root/sock"} <= set(created)
+
+
+def test_http_delete_and_get_by_path(isbxd):
+    d = isbxd
+    src = d.create()
+    img = snapshot(d, src)
+    d.post("/sandbox/terminate", {"sandbox_id": src})
+    assert d.get(f"/image/{img}").json()["image_id"] == img
+    r = requests.delete(d.url + f"/v1/image/{img}", timeout=30)
+    assert r.status_code == 200 and r.json()["status"] == "deleted", r.text
+    assert requests.delete(d.url + f"/v1/image/{img}", timeout=30).status_code == 404
+    r = requests.put(d.url + f"/v1/image/{img}", timeout=30)
+    assert r.status_code == 405 and "DELETE" in r.headers.get("Allow", ""), r.text
+    assert d.post("/volume/create", {"name": "bypath", "size_mb": 16}).status_code == 200
+    v = d.get("/volume/bypath")
+    assert v.status_code == 200 and v.json()["size_mb"] == 16
+    assert requests.delete(d.url + "/v1/volume/bypath", timeout=30).status_code == 200
+    assert d.get("/volume/bypath").status_code == 404
