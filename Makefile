@@ -82,7 +82,8 @@ $(foreach m,$(MODULES),$(eval $(call san_rules,$(m))))
 $(B)/tests/test_agent_exec: | $(B)/sbx-init
 
 # libFuzzer targets (clang): `make fuzz`, then e.g.
-#   build/fuzz_proto -max_total_time=60 tests/fuzz/corpus/proto
+#   mkdir -p /tmp/corpus && build/fuzz_proto -max_total_time=60 /tmp/corpus tests/fuzz/corpus/proto
+# (new inputs go to the first directory, so the committed seeds stay as they are)
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c
 	@mkdir -p $(@D)
