@@ -23,6 +23,8 @@ only.
               --max-sandboxes N by --parallel clients: time to start them all, memory per
               sandbox (kernel vs user), then all terminated: time until everything is
               gone, and a check that nothing is left (cgroups, run dirs, processes).
+              --daemons K spreads them over K sbxd (to tell a per-process limit of
+              sbxd from a limit of the host).
   all         latency, throughput and density (density with --n).
 """
 import argparse
@@ -270,13 +272,13 @@ class Sbxd:
         self.proc = None
 
 
-def parallel_terminate(sbxd, ids, nthreads):
+def parallel_terminate(sbxd, ids, nthreads, clients=None):
+    """Terminate ids over nthreads connections (clients, if given, are used and kept)."""
     ids = list(ids)
     lock = threading.Lock()
     errors = []
 
-    def worker():
-        c = sbxd.client()
+    def worker(c):
         try:
             while True:
                 with lock:
@@ -287,11 +289,16 @@ def parallel_terminate(sbxd, ids, nthreads):
                     c.terminate(sid)
                 except ApiError as e:
                     if e.status not in (408, 410):
-                        errors.append(str(e))
+                        errors.append(f"{sid}: {e}")
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{sid}: {type(e).__name__}: {e}")
+                    c.close()
         finally:
-            c.close()
+            if clients is None:
+                c.close()
 
-    ts = [threading.Thread(target=worker) for _ in range(nthreads)]
+    cs = clients or [sbxd.client() for _ in range(nthreads)]
+    ts = [threading.Thread(target=worker, args=(c,)) for c in cs]
     for t in ts:
         t.start()
     for t in ts:
@@ -606,35 +613,74 @@ def limits():
     }
 
 
+def memcg_count():
+    """Memory cgroups the kernel has, dying ones (removed, memory still charged) included."""
+    try:
+        with open("/proc/cgroups") as f:
+            for line in f:
+                p = line.split()
+                if p[0] == "memory":
+                    return int(p[2])
+    except (OSError, IndexError, ValueError):
+        pass
+    return -1
+
+
+def sum_status(daemons):
+    """Threads, fds and RSS (bytes) summed over the sbxd processes."""
+    th = fds = rss = 0
+    for d in daemons:
+        st = proc_status(d.proc.pid)
+        th += int(st["Threads"])
+        fds += st["fds"]
+        rss += int(st["VmRSS"].split()[0]) * 1024
+    return {"Threads": th, "fds": fds, "rss": rss}
+
+
 def cmd_density(args, images):
-    n, par = args.n, args.parallel
-    d = Sbxd(images, n, args.pool_args.split() if args.pool_args else []).start()
-    pid = d.proc.pid
+    n, nd = args.n, max(1, args.daemons)
+    par = max(args.parallel, nd)
+    share = [n // nd + (1 if i < n % nd else 0) for i in range(nd)]
+    daemons = []
     lim = limits()
-    lim["sbxd RLIMIT_NOFILE"] = str(resource.prlimit(pid, resource.RLIMIT_NOFILE)[0])
-    nofile = resource.prlimit(pid, resource.RLIMIT_NOFILE)[0]
-    if n * 4 + 64 > nofile:
-        log(f"density: sbxd may run out of fds: it holds ~4 per sandbox and RLIMIT_NOFILE "
-            f"is {nofile} (raising the hard limit needs CAP_SYS_RESOURCE)")
-    ids, errors = [], []
+    ids, errors = [], []  # ids: (daemon index, sandbox id)
     lock = threading.Lock()
     lat = []
+    sample = []
+    alive = 0
+    new_conn = "-"
     try:
+        for i in range(nd):
+            daemons.append(Sbxd(images, share[i], args.pool_args.split()
+                                if args.pool_args else []).start())
+        nofile = resource.prlimit(daemons[0].proc.pid, resource.RLIMIT_NOFILE)[0]
+        lim["sbxd RLIMIT_NOFILE"] = str(nofile)
+        if max(share) * 4 + 64 > nofile:
+            log(f"density: sbxd may run out of fds: it holds ~4 per sandbox and "
+                f"RLIMIT_NOFILE is {nofile} (raising the hard limit needs CAP_SYS_RESOURCE)")
         time.sleep(0.5)
-        st0, mi0 = proc_status(pid), meminfo()
-        log(f"density: starting {n} idle sandboxes with {par} clients")
-        todo = [n]
+        st0, mi0 = sum_status(daemons), meminfo()
+        log(f"density: starting {n} idle sandboxes with {par} clients over {nd} sbxd")
+        todo = list(share)
         stop = threading.Event()
 
-        def creator():
-            c = d.client()
+        # One connection per client thread, opened before any sandbox holds fds and kept
+        # for create, the sample execs and terminate (see the FD_SETSIZE note below).
+        conns = [daemons[i % nd].client() for i in range(par)]
+        for c in conns:
+            c.health()
+
+        def creator(i):
+            k = i % nd
+            d = daemons[k]
+            c = conns[i]
             mine = []
             try:
                 while not stop.is_set():
                     with lock:
-                        if todo[0] == 0:
+                        if todo[k] == 0:
                             break
-                        todo[0] -= 1
+                        todo[k] -= 1
                     t0 = time.perf_counter()
                     try:
                         sid = c.create(timeout=args.lifetime)
@@ -645,17 +691,19 @@ def cmd_density(args, images):
                         break
                     mine.append((time.perf_counter() - t0) * 1e3)
                     with lock:
-                        ids.append(sid)
+                        ids.append((k, sid))
                         d.made.add(sid)
                         if len(ids) % 500 == 0:
+                            marks.append((len(ids), time.perf_counter() - t0))
                             log(f"density: {len(ids)} running")
             finally:
-                c.close()
                 with lock:
                     lat.extend(mine)
 
+        marks = []
+        cg0 = memcg_count()
         t0 = time.perf_counter()
-        ts = [threading.Thread(target=creator) for _ in range(par)]
+        ts = [threading.Thread(target=creator, args=(i,)) for i in range(par)]
         for t in ts:
             t.start()
         for t in ts:
@@ -663,31 +711,56 @@ def cmd_density(args, images):
         t_start = time.perf_counter() - t0
         log(f"density: {len(ids)} running after {t_start:.1f} s; settling 3 s")
         time.sleep(3)
-        mi1, st1 = meminfo(), proc_status(pid)
-        cg = cgroup_memory(ids)
+        mi1, st1 = meminfo(), sum_status(daemons)
+        cg = cgroup_memory([sid for _, sid in ids])
         # They are alive: an exec in a sample of them.
-        c = d.client()
         sample = random.sample(ids, min(20, len(ids)))
-        alive = 0
-        for sid in sample:
+        for k, sid in sample:
+            c = conns[k]
             try:
                 c.exec(sid, ["/bin/true"])
                 alive += 1
             except (ApiError, OSError, http.client.HTTPException) as e:
                 errors.append((len(ids), f"exec in {sid}: {e}"))
-        c.close()
+        # A new connection now: sbxd's HTTP server may refuse it once its fds pass 1024.
+        probe = daemons[0].client()
+        try:
+            probe.health()
+            new_conn = "accepted"
+        except (ApiError, OSError, http.client.HTTPException) as e:
+            new_conn = f"REFUSED ({type(e).__name__}: {e})"
+        finally:
+            probe.close()
 
         log(f"density: terminating {len(ids)}")
         t1 = time.perf_counter()
-        terr = parallel_terminate(d, ids, par)
+        terr = []
+        tts = [threading.Thread(target=lambda k=k: terr.extend(parallel_terminate(
+            daemons[k], [sid for j, sid in ids if j == k], 0,
+            [c for i, c in enumerate(conns) if i % nd == k])))
+            for k in range(nd)]
+        for t in tts:
+            t.start()
+        for t in tts:
+            t.join()
         t_term = time.perf_counter() - t1
-        gone = d.wait_gone(ids)
+        gone = 0
+        for k in range(nd):
+            g = daemons[k].wait_gone([sid for j, sid in ids if j == k])
+            gone = None if g is None or gone is None else gone
         t_gone = time.perf_counter() - t1
         time.sleep(1)
-        mi2, st2 = meminfo(), proc_status(pid)
-        left = d.leftovers(ids)
+        mi2, st2, cg2 = meminfo(), sum_status(daemons), memcg_count()
+        left = [0, 0, 0]
+        for k in range(nd):
+            for i, v in enumerate(daemons[k].leftovers([sid for j, sid in ids if j == k])):
+                left[i] += v
+        left = tuple(left)
     finally:
-        d.stop()
+        for c in locals().get("conns", []):
+            c.close()
+        for d in daemons:
+            d.stop()
 
     k = len(ids) or 1
     KiB = 1024
@@ -698,22 +771,26 @@ def cmd_density(args, images):
     kern_keys = ("Slab", "KernelStack", "PageTables", "Percpu", "VmallocUsed")
     used = mi0["MemAvailable"] - mi1["MemAvailable"]
     kern = delta(mi0, mi1, kern_keys)
-    rss0 = int(st0["VmRSS"].split()[0]) * KiB
-    rss1 = int(st1["VmRSS"].split()[0]) * KiB
+    rss0, rss1 = st0["rss"], st1["rss"]
     s = summary(lat) if lat else None
     print()
     print(f"sbx bench-density: {n} idle sandboxes requested, "
           f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
     print(f"host: {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs, "
           f"{mi0['MemTotal'] // (1 << 20)} MiB; image python:3.11; {par} parallel clients; "
+          f"{nd} sbxd{' (each --max-sandboxes ' + str(max(share)) + ')' if nd > 1 else ''}; "
           f"sandboxes idle (sbx-init only)")
     rows = [
         ("sandboxes running", f"{len(ids)} of {n}"),
         ("time to start them all", f"{t_start:.2f} s ({len(ids) / t_start:.0f}/s)"),
+        ("start rate by block of 500",
+         " ".join(f"{(b[0] - a[0]) / (b[1] - a[1]):.0f}/s" for a, b in
+                  zip([(0, 0.0)] + marks, marks)) or "-"),
         ("create latency median / p90 / p99 / max",
          f"{s['median']:.1f} / {s['p90']:.1f} / {s['p99']:.1f} / {s['max']:.1f} ms" if s
          else "-"),
         ("exec /bin/true in a sample of them", f"{alive} of {len(sample)} ok"),
+        ("a new HTTP connection with them running", new_conn),
         ("processes in their cgroups", f"{cg['procs']} ({cg['procs'] / k:.1f} each)"),
         (None, None),
         ("memory per sandbox (KiB)", ""),
@@ -737,19 +814,23 @@ def cmd_density(args, images):
         ("  beyond its processes (drop minus cgroup rss)",
          f"{(used - cg['rss']) / k / KiB:.0f}"),
         (None, None),
-        ("sbxd threads / fds before, with them, after",
+        ("sbxd threads / fds before, with them, after" + (" (summed)" if nd > 1 else ""),
          f"{st0['Threads']} / {st0['fds']}, {st1['Threads']} / {st1['fds']}, "
          f"{st2['Threads']} / {st2['fds']}"),
         ("terminate calls answered", f"{t_term:.2f} s ({len(ids) / max(t_term, 1e-9):.0f}/s)"),
         ("all cgroups and run dirs gone",
          "NOT within 600 s" if gone is None else f"{t_gone:.2f} s after the first terminate"),
         ("left after teardown (cgroup dirs, run dirs, tasks)", "%d, %d, %d" % left),
+        ("memory cgroups in /proc/cgroups before / after (dying ones count)",
+         f"{cg0} / {cg2}"),
         ("MemAvailable after teardown vs before",
          f"{(mi0['MemAvailable'] - mi2['MemAvailable']) / (1 << 20):+.1f} MiB"),
     ]
     width = max(len(r[0]) for r in rows if r[0])
     for a, b in rows:
         print("" if a is None else f"{a.ljust(width)}  {b}")
+    print("note: /proc/meminfo deltas are host-wide (anything else running moves them); "
+          "the cgroup rows are the sandboxes' own")
     print("limits: " + ", ".join(f"{a} {b}" for a, b in lim.items()))
     for at, e in errors[:5]:
         print(f"note: error after {at} sandboxes: {e}")
@@ -780,6 +861,8 @@ def main():
     ap.add_argument("--cycles", type=int, default=500, help="cycles per throughput level")
     ap.add_argument("--n", type=int, default=1000, help="density: sandboxes (default 1000)")
     ap.add_argument("--parallel", type=int, default=8, help="density: concurrent clients")
+    ap.add_argument("--daemons", type=int, default=1,
+                    help="density: spread the sandboxes over this many sbxd (default 1)")
     ap.add_argument("--lifetime", type=int, default=3600,
                     help="density: sandbox timeout in seconds (default 3600)")
     args = ap.parse_args()
