@@ -694,7 +694,7 @@ def cmd_density(args, images):
                         ids.append((k, sid))
                         d.made.add(sid)
                         if len(ids) % 500 == 0:
-                            marks.append((len(ids), time.perf_counter() - t0))
+                            marks.append((len(ids), time.perf_counter() - begin[0]))
                             log(f"density: {len(ids)} running")
             finally:
                 with lock:
@@ -703,12 +703,15 @@ def cmd_density(args, images):
         marks = []
         cg0 = memcg_count()
         t0 = time.perf_counter()
+        begin = [t0]
         ts = [threading.Thread(target=creator, args=(i,)) for i in range(par)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
         t_start = time.perf_counter() - t0
+        if not marks or marks[-1][0] != len(ids):
+            marks.append((len(ids), t_start))
         log(f"density: {len(ids)} running after {t_start:.1f} s; settling 3 s")
         time.sleep(3)
         mi1, st1 = meminfo(), sum_status(daemons)
@@ -784,7 +787,7 @@ def cmd_density(args, images):
         ("sandboxes running", f"{len(ids)} of {n}"),
         ("time to start them all", f"{t_start:.2f} s ({len(ids) / t_start:.0f}/s)"),
         ("start rate by block of 500",
-         " ".join(f"{(b[0] - a[0]) / (b[1] - a[1]):.0f}/s" for a, b in
+         " ".join(f"{(b[0] - a[0]) / max(b[1] - a[1], 1e-9):.0f}/s" for a, b in
                   zip([(0, 0.0)] + marks, marks)) or "-"),
         ("create latency median / p90 / p99 / max",
          f"{s['median']:.1f} / {s['p90']:.1f} / {s['p99']:.1f} / {s['max']:.1f} ms" if s
