@@ -98,6 +98,11 @@ void rt_sandbox_kill (struct rt_sandbox *sb);
  * range, free. NULL-safe; safe to call after rt_sandbox_kill or after PID 1 died. */
 void rt_sandbox_destroy (struct rt_sandbox *sb);
 
+/* Forget the handle without touching the sandbox: it keeps running (and keeps its uid
+ * range, cgroup and run dir) so that a later rt_sandbox_adopt finds it. For sbxd's
+ * shutdown and for sandboxes it found but does not own. NULL-safe. */
+void rt_sandbox_release (struct rt_sandbox *sb);
+
 /* Remove what a sandbox that no longer runs may have left (cgroups, run dir). For sbxd's
  * restart path and tests. Idempotent. */
 int rt_cleanup_stale (const char *state_dir, const char *id, struct sbx_err *err);

@@ -160,6 +160,25 @@ rt_sandbox_destroy (struct rt_sandbox *sb)
   free (sb);
 }
 
+void
+rt_sandbox_release (struct rt_sandbox *sb)
+{
+  if (!sb)
+    return;
+  if (sb->frozen)
+    {
+      struct sbx_err ignored;
+      rt_sandbox_freeze (sb, 0, &ignored); /* never leave a sandbox that cannot run */
+    }
+  sbx_closep (&sb->pidfd);
+  sbx_closep (&sb->scratch_fd);
+  if (sb->have_cgroup)
+    sbx_closep (&sb->cg.dirfd);
+  /* sbx-init holds its own copy of the uid slot lock, so the range stays reserved. */
+  sbx_closep (&sb->lock_fd);
+  free (sb);
+}
+
 /* ---- adopt ------------------------------------------------------------------------ */
 
 /* 1 if pid is PID 1 of its own pid namespace and sits in the cgroup "…/sbx/<id>". */

@@ -118,7 +118,7 @@ sweep_run_dirs (struct srv *s)
       if (rt_sandbox_adopt (&spec, &rt, NULL) == 0)
         {
           LOG_INFO ("leaving running sandbox %s alone (not sbxd's)", de->d_name);
-          /* No API releases a handle without killing; it is kept for the process life. */
+          rt_sandbox_release (rt);
           continue;
         }
       if (rt_cleanup_stale (s->cfg.state_dir, de->d_name, NULL) == 0)
