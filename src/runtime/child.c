@@ -79,10 +79,40 @@ reset_signals (const struct rt_child *c)
 }
 
 /* Receives the idmapped mount fds (image layers, then volumes) with the go record. */
+/* The child starts with a copy of sbxd's whole fd table, thousands of fds when it runs
+ * many sandboxes. Close all but the four we need before anything else: with the
+ * sandbox's RLIMIT_NOFILE (set by the parent) below sbxd's highest fd, receiving the
+ * mount fds or moving ours to free slots would otherwise fail with EMFILE. */
+static void
+close_inherited (const struct rt_child *c)
+{
+  int keep[4] = { c->sync_fd, c->listen_fd, c->lock_fd, c->init_fd };
+  for (int i = 1; i < 4; i++) /* insertion sort, no libc */
+    for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--)
+      {
+        int t = keep[j];
+        keep[j] = keep[j - 1];
+        keep[j - 1] = t;
+      }
+  unsigned from = 3; /* 0-2 stay: /dev/null or the caller's stderr */
+  for (int i = 0; i < 4; i++)
+    {
+      if (keep[i] < (int) from)
+        continue;
+      if (keep[i] > (int) from
+          && syscall (SYS_close_range, from, (unsigned) keep[i] - 1, 0) < 0)
+        FAIL (RT_STAGE_WAIT_PARENT, "close inherited fds");
+      from = (unsigned) keep[i] + 1;
+    }
+  if (syscall (SYS_close_range, from, ~0u, 0) < 0)
+    FAIL (RT_STAGE_WAIT_PARENT, "close inherited fds");
+}
+
 static void
 stage_wait_parent (const struct rt_child *c, int *fds)
 {
-  close (c->parent_sync_fd); /* so the parent's death reads as EOF below */
+  close_inherited (c); /* this closes the parent's end of the sync pair too, so the
+                          parent's death reads as EOF below */
   reset_signals (c);
   if (c->die_with_parent && prctl (PR_SET_PDEATHSIG, SIGKILL) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "prctl(PR_SET_PDEATHSIG)");

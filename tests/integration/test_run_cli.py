@@ -93,3 +93,44 @@ def test_sbx_init_and_probe_are_static():
     from conftest import PROBE, SBX_INIT
     assert not has_interpreter(SBX_INIT)
     assert not has_interpreter(PROBE)
+
+
+def _is_open(fd):
+    import os
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def test_spawn_works_when_the_caller_holds_more_fds_than_the_sandbox_may():
+    """sbxd holds ~4 fds per sandbox; a caller with fds above the sandbox's RLIMIT_NOFILE
+    (4096 by default) must still spawn, and none of those fds may reach the sandbox."""
+    import os
+    import resource
+    import subprocess
+    from conftest import SBX, sbx_env
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 6000
+    if hard < want + 100:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {want + 100}")
+    fds = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want + 100, hard))
+    try:
+        fd = os.open("/dev/null", os.O_RDONLY)
+        fds.append(fd)
+        while len(fds) < want:
+            fds.append(os.dup(fd))
+        # Pass every open fd (pytest's too), so that no low slot is free in sbx either.
+        inherited = [int(x) for x in os.listdir("/proc/self/fd") if int(x) > 2]
+        inherited = [x for x in inherited if x in fds or _is_open(x)]
+        r = subprocess.run([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "ls /proc/self/fd"],
+                           capture_output=True, text=True, env=sbx_env(), pass_fds=inherited,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert sorted(int(x) for x in r.stdout.split()) == [0, 1, 2, 3]  # 3: ls's own dir
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
