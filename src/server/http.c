@@ -418,8 +418,10 @@ int
 srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
 {
   struct sockaddr_storage ss = { 0 };
+  /* poll(), not select(): with many sandboxes sbxd holds thousands of fds, and select()
+   * cannot watch one numbered past FD_SETSIZE (1024), so new connections were refused. */
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
-                   | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+                   | MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
   struct sockaddr_in *a4 = (struct sockaddr_in *) &ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *) &ss;
   if (inet_pton (AF_INET, s->cfg.listen_host, &a4->sin_addr) == 1)
