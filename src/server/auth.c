@@ -66,7 +66,8 @@ route_policy (int route)
   switch (route)
     {
     case SRV_R_HEALTH:
-    case SRV_R_PRICING: return POL_FREE;
+    case SRV_R_PRICING:
+    case SRV_R_METRICS: return POL_FREE; /* http.c serves metrics to loopback clients only */
     case SRV_R_LIST:
     case SRV_R_USAGE: return POL_IDENTIFY;
     case SRV_R_CREATE:

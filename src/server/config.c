@@ -30,6 +30,8 @@ srv_config_defaults (struct srv_config *c)
   c->prepare_image = 1;
   c->network = BILL_NET_BASE;
   bill_pricing_default (&c->pricing);
+  c->pool_size = SRV_POOL_SIZE_DEFAULT;
+  c->pool_max_age_s = SRV_POOL_MAX_AGE_DEFAULT;
 }
 
 int
@@ -189,6 +191,11 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
           c->prepare_image = json_is_true (v);
         }
       else if ((money = srv_config_money_key (c, key, v, err)) != 0)
+        {
+          if (money < 0)
+            goto out;
+        }
+      else if ((money = srv_config_pool_key (c, key, v, err)) != 0)
         {
           if (money < 0)
             goto out;

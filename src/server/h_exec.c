@@ -369,6 +369,7 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
       goto done;
     }
   record (s, req, &run, NULL);
+  srv_metrics_exec_output (run.out.total + run.err.total);
   json_t *o = json_object ();
   json_object_set_new (o, "exit_code", json_integer (run.exit.exit_code));
   json_object_set_new (o, "returncode", json_integer (run.exit.exit_code));
@@ -416,6 +417,7 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
+  int64_t t0 = sbx_mono_ns ();
   struct srv_sandbox *sb = req.id_valid ? srv_sandbox_get (s, req.id) : NULL;
   pthread_mutex_lock (&s->lock);
   int live = sb && sb->state == SRV_SB_LIVE;
@@ -426,6 +428,8 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
     reply_ended (sb, r);
   else
     exec_in (s, sb, &req, r);
+  if (r->status == 200)
+    srv_metrics_exec (sbx_mono_ns () - t0, 0);
   srv_sandbox_put (sb);
   srv_exec_req_free (&req);
 }

@@ -67,14 +67,82 @@ srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r)
   srv_reply_error (r, timeout ? SBX_E_TIMEOUT : SBX_E_TERMINATED, msg);
 }
 
+/* The create's answer (pool or cold). */
+static void
+reply_created (struct srv_reply *r, const struct store_sandbox *rec, const struct rt_limits *l)
+{
+  r->status = 200;
+  r->body = srv_sandbox_json (rec);
+  json_t *res = json_object_get (r->body, "resources");
+  json_object_set_new (res, "pids", json_integer ((json_int_t) l->pids));
+  json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (l->disk_bytes >> 20)));
+}
+
+/* A claimed pool member becomes the caller's: only what is request-specific is applied
+ * (DB row with owner and charge, lifetime from now, env and workdir, which are exec
+ * defaults kept by sbxd). Nothing inside the sandbox changes. 0, or -1: go cold. */
+static int
+create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *req,
+                  struct srv_reply *r)
+{
+  struct sbx_err err = { 0 };
+  struct store_sandbox rec = { 0 };
+  snprintf (rec.id, sizeof rec.id, "%s", sb->id);
+  snprintf (rec.image, sizeof rec.image, "%s", req->image);
+  rec.status = STORE_RUNNING;
+  rec.created_at_ms = sbx_now_ms ();
+  rec.expires_at_ms = rec.created_at_ms + req->timeout_s * 1000;
+  rec.timeout_s = req->timeout_s;
+  rec.cpu_millis = req->cpu_millis;
+  rec.memory_mb = req->memory_mb;
+  rec.env_json = srv_env_to_json (&req->env);
+  rec.workdir = req->workdir;
+  snprintf (rec.owner, sizeof rec.owner, "%s", srv_req_owner ());
+  rec.charge_ref = srv_req_charge_ref ();
+  int stored = store_sandbox_insert (s->store, &rec, &err);
+  free (rec.env_json);
+  rec.env_json = NULL;
+  rec.workdir = NULL;
+  if (stored < 0 || srv_sandbox_set_expiry (sb, rec.expires_at_ms, &err) < 0)
+    {
+      LOG_WARN ("claim pool sandbox %s: %s", sb->id, err.msg);
+      if (stored == 0)
+        store_sandbox_delete (s->store, sb->id, NULL);
+      srv_pool_claim_done (sb, NULL, NULL);
+      return -1;
+    }
+  if (srv_pool_claim_done (sb, &req->env, &req->workdir) < 0)
+    {
+      LOG_WARN ("pool sandbox %s ended during its claim; creating one", sb->id);
+      store_sandbox_delete (s->store, sb->id, NULL);
+      return -1;
+    }
+  srv_sandbox_put (sb);
+  LOG_INFO ("created sandbox %s from the pool (%s, %llds, %.2f cpu, %llu MiB)", rec.id,
+            req->image, (long long) req->timeout_s, req->cpu_millis / 1000.0,
+            (unsigned long long) req->memory_mb);
+  struct rt_limits l;
+  rt_limits_default (&l);
+  reply_created (r, &rec, &l);
+  return 0;
+}
+
 void
 srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
 {
   struct srv_create_req req;
   struct sbx_err err = { 0 };
+  int64_t t0 = sbx_mono_ns ();
   if (srv_parse_create (body, &s->cfg, &req, &err) < 0)
     {
       srv_reply_err (r, &err);
+      return;
+    }
+  struct srv_sandbox *pooled = srv_pool_claim (s, &req, body);
+  if (pooled && create_from_pool (s, pooled, &req, r) == 0)
+    {
+      srv_metrics_create (SRV_M_POOL, sbx_mono_ns () - t0);
+      srv_create_req_free (&req);
       return;
     }
   if (srv_reserve (s, &err) < 0)
@@ -143,11 +211,8 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
             (long long) req.timeout_s, req.cpu_millis / 1000.0,
             (unsigned long long) req.memory_mb);
   srv_create_req_free (&req);
-  r->status = 200;
-  r->body = srv_sandbox_json (&rec);
-  json_t *res = json_object_get (r->body, "resources");
-  json_object_set_new (res, "pids", json_integer ((json_int_t) spec.limits.pids));
-  json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (spec.limits.disk_bytes >> 20)));
+  reply_created (r, &rec, &spec.limits);
+  srv_metrics_create (SRV_M_COLD, sbx_mono_ns () - t0);
   return;
 fail:
   srv_image_prep_done (s, &prep, id, 0);

@@ -46,13 +46,14 @@ static enum MHD_Result
 send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
             struct req_ctx *ctx)
 {
+  srv_metrics_reply (ctx->route, r->status, r->body);
   if (r->stream && r->status == 200 && !r->body)
     return srv_stream_queue (c, r, method, url, ctx->start_ns, ctx->cors);
   srv_stream_free (r->stream);
   r->stream = NULL;
-  char *txt = r->body ? json_dumps (r->body, JSON_COMPACT) : NULL;
+  char *txt = r->text ? steal_ptr (&r->text) : r->body ? json_dumps (r->body, JSON_COMPACT) : NULL;
   size_t len = txt ? strlen (txt) : 0;
-  if (txt)
+  if (txt && !r->content_type)
     {
       char *t2 = realloc (txt, len + 2);
       if (t2)
@@ -73,7 +74,8 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
         free (r->hdr[i].value);
       return MHD_NO;
     }
-  MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                           r->content_type ? r->content_type : "application/json");
   MHD_add_response_header (resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
   if (r->allow)
     MHD_add_response_header (resp, MHD_HTTP_HEADER_ALLOW, r->allow);
@@ -125,6 +127,20 @@ content_type_ok (const char *ct)
          || (n == 33 && !strncasecmp (ct, "application/x-www-form-urlencoded", n));
 }
 
+static int
+srv_addr_is_loopback (const struct sockaddr *a)
+{
+  if (a->sa_family == AF_INET)
+    return (ntohl (((const struct sockaddr_in *) a)->sin_addr.s_addr) >> 24) == 127;
+  if (a->sa_family == AF_INET6)
+    {
+      const struct in6_addr *x = &((const struct sockaddr_in6 *) a)->sin6_addr;
+      return IN6_IS_ADDR_LOOPBACK (x)
+             || (IN6_IS_ADDR_V4MAPPED (x) && x->s6_addr[12] == 127);
+    }
+  return 0;
+}
+
 static void
 dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct srv_reply *r)
 {
@@ -150,6 +166,19 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
         (del ? srv_h_volume_delete_name : srv_h_volume_get) (s, srv_route_item (), r);
       else
         srv_h_volume_list (s, r);
+      return;
+    }
+  if (ctx->route == SRV_R_METRICS)
+    {
+      /* With authentication on, metrics are for the host's operator: loopback clients only
+       * (they say how busy the host is, not whose sandboxes run). */
+      const union MHD_ConnectionInfo *ci
+          = MHD_get_connection_info (c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+      if (s->cfg.auth && !(ci && srv_addr_is_loopback (ci->client_addr)))
+        srv_reply_http (r, 403, "forbidden", "metrics are served to loopback clients only "
+                                             "while authentication is on");
+      else
+        srv_h_metrics (s, r);
       return;
     }
   if (ctx->route == SRV_R_PRICING)
@@ -378,7 +407,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       else
         dispatch (s, ctx, c, &r);
     }
-  if (!r.body && !r.stream)
+  if (!r.body && !r.stream && !r.text)
     srv_reply_error (&r, SBX_E_INTERNAL, "no reply");
   srv_money_after (s, charge, &r);
   return send_reply (c, &r, method, url, ctx);

@@ -31,6 +31,9 @@ usage (FILE *f)
            "  --log-level LEVEL      error, warn, info (default) or debug\n"
            "  --init PATH            sbx-init binary (default: next to sbxd)\n"
            "  --no-prepare-image     do not build the default image at start\n"
+           "  --pool-size N          warm pool of the default image and resources (default 2;\n"
+           "                         0: none; more keys in the config file's \"pool\")\n"
+           "  --pool-max-age SECONDS replace unclaimed pool sandboxes this old (default 600)\n"
            "  --auth MODE            off (default), api_key, x402 or api_key,x402\n"
            "  --pay-to 0xADDRESS     x402: where payments go (EIP-55 checked)\n"
            "  --network NAME         x402: base (default) or base-sepolia\n"
@@ -39,7 +42,7 @@ usage (FILE *f)
 }
 
 enum { O_LISTEN = 1, O_STATE, O_CONFIG, O_MAX_SB, O_MAX_OUT, O_LOG, O_INIT, O_NO_PREP,
-       O_AUTH, O_PAY_TO, O_NETWORK, O_FACILITATOR };
+       O_AUTH, O_PAY_TO, O_NETWORK, O_FACILITATOR, O_POOL_SIZE, O_POOL_AGE };
 static const struct option opts[] = {
   { "listen", required_argument, NULL, O_LISTEN },
   { "state-dir", required_argument, NULL, O_STATE },
@@ -53,6 +56,8 @@ static const struct option opts[] = {
   { "pay-to", required_argument, NULL, O_PAY_TO },
   { "network", required_argument, NULL, O_NETWORK },
   { "facilitator", required_argument, NULL, O_FACILITATOR },
+  { "pool-size", required_argument, NULL, O_POOL_SIZE },
+  { "pool-max-age", required_argument, NULL, O_POOL_AGE },
   { "help", no_argument, NULL, 'h' },
   { NULL, 0, NULL, 0 },
 };
@@ -121,6 +126,22 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
         case O_FACILITATOR:
           if (srv_config_set_facilitator (c, optarg, err) < 0)
             return -1;
+          break;
+        case O_POOL_SIZE:
+        case O_POOL_AGE:
+          {
+            errno = 0;
+            long v = strtol (optarg, &end, 10);
+            int age = o == O_POOL_AGE;
+            if (errno || *end || v < (age ? 1 : 0) || v > (age ? SRV_TIMEOUT_MAX : SRV_POOL_SIZE_MAX))
+              return sbx_err_set (err, SBX_E_INVALID, 0, "--pool-%s: expected %d..%d",
+                                  age ? "max-age" : "size", age ? 1 : 0,
+                                  age ? SRV_TIMEOUT_MAX : SRV_POOL_SIZE_MAX);
+            if (age)
+              c->pool_max_age_s = (int) v;
+            else
+              c->pool_size = (int) v;
+          }
           break;
         case 'h':
           usage (stdout);
@@ -229,7 +250,8 @@ main (int argc, char **argv)
         }
     }
   struct srv_http *http = NULL;
-  if (srv_super_start (&s, &err) < 0 || srv_http_start (&s, &http, &err) < 0)
+  if (srv_super_start (&s, &err) < 0 || srv_pool_start (&s, &err) < 0
+      || srv_http_start (&s, &http, &err) < 0)
     {
       fprintf (stderr, "sbxd: %s\n", err.msg);
       return 1;
@@ -242,6 +264,7 @@ main (int argc, char **argv)
   LOG_INFO ("signal %d: stopping (sandboxes keep running and are re-adopted at next start)",
             sig);
   srv_http_stop (http);
+  srv_pool_stop (&s);
   srv_super_stop (&s);
   store_close (s.store);
   return 0;

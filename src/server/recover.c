@@ -134,6 +134,8 @@ srv_recover (struct srv *s, struct sbx_err *err)
   size_t n = 0;
   if (store_sandbox_list (s->store, STORE_RUNNING, &list, &n, err) < 0)
     return sbx_err_wrap (err, "list running sandboxes");
+  /* Pool members of an earlier sbxd are nobody's: destroyed, never adopted. */
+  srv_pool_recover (s);
   int adopted = 0;
   for (size_t i = 0; i < n; i++)
     adopted += recover_one (s, &list[i]);

@@ -45,6 +45,7 @@ static const struct
   { "/sandbox/files/watch", SRV_R_FILE_WATCH, "POST" },
   { "/pricing", SRV_R_PRICING, "GET" },
   { "/usage", SRV_R_USAGE, "GET" },
+  { "/metrics", SRV_R_METRICS, "GET" },
 };
 
 static __thread char route_item[72];

@@ -31,6 +31,19 @@
 #define SRV_PATH_MAX 4096
 #define SRV_DEFAULT_IMAGE "python:3.11"
 #define SRV_EXECS_PER_SANDBOX 128 /* concurrent execs in one sandbox; more → 429 */
+#define SRV_POOL_KEYS_MAX 8        /* warm pool keys (pool.c) */
+#define SRV_POOL_SIZE_MAX 4096
+#define SRV_POOL_SIZE_DEFAULT 2
+#define SRV_POOL_MAX_AGE_DEFAULT 600 /* seconds an unclaimed pool member lives */
+
+/* A warm pool key: sandboxes of this image and these resources (network: none, the only
+ * mode) are kept ready; size 0: none. */
+struct srv_pool_key {
+  char image[64];
+  uint32_t cpu_millis;
+  uint64_t memory_mb;
+  int size;
+};
 
 struct srv_config {
   char listen_host[64];
@@ -52,6 +65,11 @@ struct srv_config {
   int has_pay_to;
   char facilitator[512];      /* x402 facilitator base URL; "": settlements queue */
   struct bill_pricing pricing;
+  /* warm pool (pool.c, docs/api.md "Warm pool") */
+  int pool_size;              /* members for the default image and resources; 0: none */
+  int pool_max_age_s;         /* an unclaimed member older than this is replaced */
+  struct srv_pool_key pool_keys[SRV_POOL_KEYS_MAX]; /* config "pool": more keys */
+  int n_pool_keys;
 };
 
 enum { SRV_AUTH_API_KEY = 1, SRV_AUTH_X402 = 2 };
@@ -142,6 +160,7 @@ enum srv_route {
   SRV_R_HEALTH,
   SRV_R_PRICING,
   SRV_R_USAGE,
+  SRV_R_METRICS,       /* GET /metrics: Prometheus text (metrics.c) */
   /* working inside a sandbox (issue 6): h_inside.c, h_files.c, stream.c */
   SRV_R_PROC_OUTPUT = 100,
   SRV_R_PROC_WAIT,
@@ -201,6 +220,8 @@ struct srv_reply {
   int n_hdr;
   struct srv_stream *stream; /* a streamed body instead of JSON (status 200), owned */
   const char *accept;        /* in: the request's Accept header (streams choose SSE) */
+  char *text;                /* a non-JSON body (metrics) instead of body, owned */
+  const char *content_type;  /* of text */
 };
 /* Add an extra response header (takes ownership of value; dropped if full or NULL). */
 void srv_reply_header (struct srv_reply *r, const char *name, char *value);
@@ -239,6 +260,17 @@ struct srv_sandbox {
   struct srv_sandbox *next;    /* registry list */
   struct srv_sandbox *next_destroy;
   struct { int kind; struct srv_sandbox *sb; } ev_pid, ev_timer;
+  /* warm pool (pool.c), under srv->lock: SRV_POOL_* state, key index, pool list link */
+  int pooled;
+  int pool_key;
+  struct srv_sandbox *pool_next;
+};
+
+enum {
+  SRV_POOL_NO = 0,     /* a caller's sandbox (or never pooled) */
+  SRV_POOL_READY,      /* unclaimed member: invisible to srv_sandbox_get, no DB row */
+  SRV_POOL_CLAIMING,   /* being handed to a create: still invisible */
+  SRV_POOL_DYING,      /* recycled or evicted: killed, waiting for PID 1 to go */
 };
 
 struct srv {
@@ -255,6 +287,9 @@ struct srv {
   pthread_t thread;
   int running;
   int stopping;
+  struct srv_pool *pool;       /* pool.c; NULL: no pool */
+  int n_pool;                  /* live entries that are pool members (any SRV_POOL_* but NO) */
+  int n_pool_dying;            /* of which SRV_POOL_DYING (no longer count against capacity) */
 };
 
 int srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err);
@@ -285,7 +320,52 @@ void srv_exec_unregister (struct srv_sandbox *sb, int fd);
 int srv_live_count (struct srv *s);
 /* Cut every exec in flight (shutdown). */
 void srv_cut_all_execs (struct srv *s);
+/* Move a sandbox's end of life (re-arms its timer). */
+int srv_sandbox_set_expiry (struct srv_sandbox *sb, int64_t expires_at_ms, struct sbx_err *err);
 
+/* ---- warm pool (pool.c) ---- */
+/* Register a pool member (spawned by the pool, not reserved: see pool.c). */
+int srv_sandbox_add_pooled (struct srv *s, struct rt_sandbox *rt, int64_t recycle_at_ms,
+                            int key, struct sbx_err *err);
+/* Start the refill thread (after srv_recover and srv_super_start). */
+int srv_pool_start (struct srv *s, struct sbx_err *err);
+/* Stop refilling and destroy every unclaimed member (graceful stop). */
+void srv_pool_stop (struct srv *s);
+/* At start: destroy the members an earlier sbxd left (their marker in <state>/pool/). */
+void srv_pool_recover (struct srv *s);
+/* A ready member matching the request (built-in image, its resources, no volumes), claimed
+ * (SRV_POOL_CLAIMING, with a reference), or NULL. */
+struct srv_sandbox *srv_pool_claim (struct srv *s, const struct srv_create_req *req,
+                                    json_t *body);
+/* The claimer is done (its DB row is in): with env, the sandbox becomes the caller's with
+ * these exec defaults (env and *workdir are taken; marker removed); env NULL gives up and
+ * destroys it. 0: live and the caller's (the claim's reference is still held); -1: it
+ * died meanwhile or was given up (reference dropped, env and workdir left to the caller). */
+int srv_pool_claim_done (struct srv_sandbox *sb, struct srv_env *env, char **workdir);
+/* Under srv->lock, from the supervisor: */
+void srv_pool_gone_locked (struct srv *s, struct srv_sandbox *sb); /* left the registry */
+int srv_pool_evict_locked (struct srv *s);  /* kill one ready member for capacity: 1 if one */
+void srv_pool_recycle (struct srv *s, struct srv_sandbox *sb);     /* aged: replace it */
+void srv_pool_destroyed (struct srv *s, const char *id); /* remove its marker */
+void srv_pool_added_locked (struct srv *s, struct srv_sandbox *sb); /* a new ready member */
+/* For metrics: each key with its target, ready members and spawns in flight. */
+struct srv_pool_stat {
+  struct srv_pool_key key;
+  int ready, spawning;
+};
+int srv_pool_stats (struct srv *s, struct srv_pool_stat *out, int max);
+/* Config: --pool-size, "pool" keys. */
+int srv_config_pool_key (struct srv_config *c, const char *key, json_t *v, struct sbx_err *err);
+
+/* ---- metrics (metrics.c): GET /metrics, Prometheus text ---- */
+enum srv_metric_src { SRV_M_COLD = 0, SRV_M_POOL = 1 };
+void srv_metrics_create (int source, int64_t ns);      /* a successful create */
+void srv_metrics_pool_miss (void);                      /* a pool key matched, none ready */
+void srv_metrics_exec (int64_t ns, uint64_t out_bytes); /* a plain exec answered */
+void srv_metrics_reply (enum srv_route route, unsigned status, json_t *body);
+void srv_metrics_streamed (uint64_t n);                  /* bytes of a streamed response */
+void srv_metrics_exec_output (uint64_t n);               /* output bytes of a plain exec */
+void srv_h_metrics (struct srv *s, struct srv_reply *r);
 /* ---- handlers (h_sandbox.c, h_exec.c) ---- */
 void srv_h_create (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r);

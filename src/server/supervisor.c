@@ -61,10 +61,14 @@ srv_reserve (struct srv *s, struct sbx_err *err)
 {
   int rc = 0;
   pthread_mutex_lock (&s->lock);
-  if (s->n_live + s->n_reserved >= s->cfg.max_sandboxes)
+  /* Pool members on their way out no longer count; a ready one makes room when needed. */
+  while (s->n_live - s->n_pool_dying + s->n_reserved >= s->cfg.max_sandboxes
+         && srv_pool_evict_locked (s))
+    ;
+  if (s->n_live - s->n_pool_dying + s->n_reserved >= s->cfg.max_sandboxes)
     rc = sbx_err_set (err, SBX_E_CAPACITY, 0,
                       "at capacity: %d sandboxes are running (max_sandboxes); retry later",
-                      s->n_live + s->n_reserved);
+                      s->n_live - s->n_pool + s->n_reserved);
   else
     s->n_reserved++;
   pthread_mutex_unlock (&s->lock);
@@ -83,7 +87,7 @@ int
 srv_live_count (struct srv *s)
 {
   pthread_mutex_lock (&s->lock);
-  int n = s->n_live;
+  int n = s->n_live - s->n_pool; /* pool members are nobody's sandboxes */
   pthread_mutex_unlock (&s->lock);
   return n;
 }
@@ -98,9 +102,9 @@ sandbox_free (struct srv_sandbox *sb)
   free (sb);
 }
 
-int
-srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
-                 struct srv_env *env, char *workdir, int reserved, struct sbx_err *err)
+static int
+sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct srv_env *env,
+             char *workdir, int reserved, int pool_key, struct sbx_err *err)
 {
   struct srv_sandbox *sb = calloc (1, sizeof *sb);
   if (!sb)
@@ -122,6 +126,8 @@ srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
   sb->ev_pid.sb = sb;
   sb->ev_timer.kind = EV_TIMER;
   sb->ev_timer.sb = sb;
+  sb->pool_key = pool_key;
+  sb->pooled = pool_key >= 0 ? SRV_POOL_READY : SRV_POOL_NO;
   sb->timerfd = timerfd_create (CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
   if (sb->timerfd < 0)
     {
@@ -142,6 +148,11 @@ srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
   sb->next = s->live;
   s->live = sb;
   s->n_live++;
+  if (sb->pooled)
+    {
+      s->n_pool++;
+      srv_pool_added_locked (s, sb);
+    }
   if (reserved)
     s->n_reserved--;
   reserved = 0;
@@ -161,6 +172,8 @@ srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
             s->n_live--;
             break;
           }
+      if (sb->pooled)
+        srv_pool_gone_locked (s, sb);
       pthread_mutex_unlock (&s->lock);
       LOG_ERROR ("watch sandbox %s: %s", sb->id, strerror (e));
       sb->rt = NULL;
@@ -194,13 +207,44 @@ fail:
   return -1;
 }
 
+int
+srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
+                 struct srv_env *env, char *workdir, int reserved, struct sbx_err *err)
+{
+  return sandbox_add (s, rt, expires_at_ms, env, workdir, reserved, -1, err);
+}
+
+int
+srv_sandbox_add_pooled (struct srv *s, struct rt_sandbox *rt, int64_t recycle_at_ms, int key,
+                        struct sbx_err *err)
+{
+  struct srv_env none = { 0 };
+  return sandbox_add (s, rt, recycle_at_ms, &none, NULL, 0, key, err);
+}
+
+int
+srv_sandbox_set_expiry (struct srv_sandbox *sb, int64_t expires_at_ms, struct sbx_err *err)
+{
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  sb->expires_at_ms = expires_at_ms;
+  pthread_mutex_unlock (&s->lock);
+  struct itimerspec its = { 0 };
+  int64_t at = expires_at_ms > 0 ? expires_at_ms : 1;
+  its.it_value.tv_sec = at / 1000;
+  its.it_value.tv_nsec = (at % 1000) * 1000000;
+  if (timerfd_settime (sb->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+    return sbx_err_sys (err, "timerfd_settime");
+  return 0;
+}
+
 struct srv_sandbox *
 srv_sandbox_get (struct srv *s, const char *id)
 {
   struct srv_sandbox *found = NULL;
   pthread_mutex_lock (&s->lock);
   for (struct srv_sandbox *sb = s->live; sb; sb = sb->next)
-    if (!strcmp (sb->id, id))
+    if (!sb->pooled && !strcmp (sb->id, id)) /* pool members are nobody's yet */
       {
         sb->refs++;
         found = sb;
@@ -244,10 +288,17 @@ srv_sandbox_end (struct srv_sandbox *sb, int code, const char *reason)
   /* The execs in flight get their answer now, not when the kill has propagated. */
   for (int i = 0; i < sb->n_exec_fds; i++)
     shutdown (sb->exec_fds[i], SHUT_RDWR);
+  int pooled = sb->pooled;
   pthread_cond_broadcast (&s->ended);
   pthread_mutex_unlock (&s->lock);
   /* The caller's reference keeps rt valid; the kill itself needs no lock. */
   rt_sandbox_kill (sb->rt);
+  if (pooled)
+    {
+      /* A pool member has no DB row (a claim in progress deletes the one it made). */
+      LOG_DEBUG ("pool sandbox %s ending: %s", sb->id, reason);
+      return 1;
+    }
   struct sbx_err err = { 0 };
   if (store_sandbox_terminate (s->store, sb->id, sbx_now_ms (), reason, &err) < 0)
     LOG_ERROR ("record end of %s: %s", sb->id, err.msg);
@@ -340,6 +391,8 @@ on_exit_of (struct srv *s, struct srv_sandbox *sb)
         s->n_live--;
         break;
       }
+  if (sb->pooled)
+    srv_pool_gone_locked (s, sb);
   pthread_cond_broadcast (&s->ended);
   pthread_mutex_unlock (&s->lock);
   srv_sandbox_put (sb); /* the registry's reference */
@@ -358,7 +411,10 @@ drain_destroy_queue (struct srv *s)
       if (!sb)
         return;
       LOG_DEBUG ("destroying sandbox %s", sb->id);
+      int was_pooled = sb->pool_key >= 0;
       rt_sandbox_destroy (sb->rt);
+      if (was_pooled)
+        srv_pool_destroyed (s, sb->id);
       sandbox_free (sb);
     }
 }
@@ -393,9 +449,21 @@ supervisor_main (void *arg)
                   = (struct srv_sandbox *) ((char *) evs[i].data.ptr
                                             - offsetof (struct srv_sandbox, ev_timer));
               uint64_t v;
-              if (read (sb->timerfd, &v, sizeof v) < 0 && errno != EAGAIN)
-                LOG_WARN ("read timerfd: %s", strerror (errno));
-              srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
+              if (read (sb->timerfd, &v, sizeof v) < 0)
+                {
+                  if (errno != EAGAIN)
+                    LOG_WARN ("read timerfd: %s", strerror (errno));
+                  continue; /* re-armed meanwhile (a pool member was claimed) */
+                }
+              pthread_mutex_lock (&s->lock);
+              int pooled = sb->pooled;
+              int64_t exp = sb->expires_at_ms;
+              pthread_mutex_unlock (&s->lock);
+              if (pooled == SRV_POOL_READY)
+                srv_pool_recycle (s, sb);
+              /* A claimed member's old recycle time may fire just as the claim moves it. */
+              else if (pooled == SRV_POOL_NO && sbx_now_ms () + 5 >= exp)
+                srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
             }
           else if (kind == EV_PID)
             {
