@@ -80,6 +80,8 @@ $(foreach m,$(MODULES),$(eval $(call san_rules,$(m))))
 
 # test_agent_exec drives a real build/sbx-init outside any sandbox.
 $(B)/tests/test_agent_exec: | $(B)/sbx-init
+$(B)/tests/test_agent_proc: | $(B)/sbx-init
+$(B)/tests/test_agent_files: | $(B)/sbx-init
 
 # libFuzzer targets (clang): `make fuzz`, then e.g.
 #   mkdir -p /tmp/corpus && build/fuzz_proto -max_total_time=60 /tmp/corpus tests/fuzz/corpus/proto

@@ -413,11 +413,12 @@ file_read (struct conn *c, uint32_t id, const struct proto_msg *m)
   if (fd < 0)
     return fail_err (c, id, &err);
   struct stat st;
-  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
+  int bad_stat = fstat (fd, &st) < 0;
+  if (bad_stat || !S_ISREG (st.st_mode))
     {
-      int e = errno;
+      int e = bad_stat ? errno : 0;
       close (fd);
-      if (S_ISDIR (st.st_mode))
+      if (!bad_stat && S_ISDIR (st.st_mode))
         return conn_send_errno (c, id, EISDIR, "%s is a directory", m->path);
       return conn_send_errno (c, id, e ? e : EINVAL, "%s is not a regular file", m->path);
     }

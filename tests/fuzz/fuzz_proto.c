@@ -16,7 +16,7 @@ static void
 decode_payload (uint8_t type, const uint8_t *p, size_t n)
 {
   struct sbx_err err;
-  switch (type % 4)
+  switch (type % 6)
     {
     case 0:
       {
@@ -48,11 +48,32 @@ decode_payload (uint8_t type, const uint8_t *p, size_t n)
         proto_exec_exit_decode (p, n, &ex, &err);
         break;
       }
+    case 4:
+      {
+        struct proto_msg m;
+        if (proto_msg_decode (p, n, &m, &err) == 0)
+          {
+            struct proto_buf b = { 0 };
+            if (proto_msg_encode (&m, &b) != 0 || b.len > n)
+              __builtin_trap (); /* what decoded encodes again, never larger */
+            proto_buf_free (&b);
+            proto_msg_free (&m);
+          }
+        break;
+      }
+    case 5:
+      {
+        uint32_t pid, proc;
+        int existing;
+        proto_started_decode (p, n, &pid, &proc, &existing, &err);
+        break;
+      }
     default:
       {
         uint32_t code;
+        int e;
         char msg[16];
-        proto_error_decode (p, n, &code, msg, sizeof msg, &err);
+        proto_error_decode_errno (p, n, &code, &e, msg, sizeof msg, &err);
         break;
       }
     }
@@ -66,7 +87,9 @@ decoder_for (uint8_t frame_type)
     case PROTO_HELLO: return 0;
     case PROTO_EXEC_START: return 1;
     case PROTO_EXEC_EXIT: return 2;
-    default: return 3;
+    case PROTO_EXEC_STARTED: return 5;
+    case PROTO_ERROR: return 3;
+    default: return frame_type >= PROTO_PROC_OUTPUT ? 4 : 3;
     }
 }
 
