@@ -27,7 +27,7 @@
 
 struct pool_key {
   struct srv_pool_key k;
-  struct srv_sandbox *ready; /* list through pool_next, newest first */
+  struct srv_sandbox *ready; /* list through pool_next, oldest first */
   int n_ready;
   int spawning;
   int64_t retry_at_ms;       /* after a failed spawn: not before */
@@ -59,8 +59,12 @@ void
 srv_pool_added_locked (struct srv *s, struct srv_sandbox *sb)
 {
   struct pool_key *k = &s->pool->keys[sb->pool_key];
-  sb->pool_next = k->ready;
-  k->ready = sb;
+  /* Oldest first: claims take the head, so members seldom reach their recycle age. */
+  struct srv_sandbox **pp = &k->ready;
+  while (*pp)
+    pp = &(*pp)->pool_next;
+  sb->pool_next = NULL;
+  *pp = sb;
   k->n_ready++;
 }
 
