@@ -176,7 +176,10 @@ class Sbxd:
         self.log = open(os.path.join(self.state, "sbxd.log"), "wb")
         cmd = [os.path.join(ROOT, "build", "sbxd"), "--listen", f"127.0.0.1:{self.port}",
                "--state-dir", self.state, "--no-prepare-image", "--log-level", "warn",
-               "--max-sandboxes", str(self.max)] + self.extra
+               "--max-sandboxes", str(self.max),
+               # sbxd keeps a small warm pool by default: cold rows run without one, and
+               # --pool-args (later on the line, so they win) turn it on
+               "--pool-size", "0"] + self.extra
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         c = Client(self.port)
