@@ -1,9 +1,10 @@
 /* Connections: HELLO, frame dispatch, the outgoing queue and flow control.
  *
  * Writes never block: frames go to a per-connection queue that is flushed as the socket
- * takes it. Above AGENT_QUEUE_HIGH queued bytes the connection is throttled: its execs'
- * pipes and its own input stop being read (so the programs block on a full pipe, nothing
- * is dropped) until the queue falls below AGENT_QUEUE_LOW. */
+ * takes it. Above AGENT_QUEUE_HIGH queued bytes the connection is throttled: output is no
+ * longer pumped to it (its readers fall behind, their processes' rings fill, the pipes are
+ * no longer read, so the programs block on a full pipe and nothing is dropped) and its own
+ * input stops being read, until the queue falls below AGENT_QUEUE_LOW. */
 #include "agent.h"
 
 #include <errno.h>

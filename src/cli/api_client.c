@@ -46,6 +46,20 @@ cli_api_url (const char *base, const char *path, char *out, size_t cap)
   snprintf (out, cap, "%.*s/v1%s", (int) n, base, path);
 }
 
+struct curl_slist *
+cli_api_auth (struct curl_slist *hdr)
+{
+  /* sbxd with --auth api_key: the key comes from the environment, never from argv (ps) */
+  const char *key = getenv ("SBX_API_KEY");
+  char authz[160];
+  if (key && *key && strlen (key) < 128)
+    {
+      snprintf (authz, sizeof authz, "Authorization: Bearer %s", key);
+      hdr = curl_slist_append (hdr, authz);
+    }
+  return hdr;
+}
+
 struct sink {
   char *data;
   size_t len;
@@ -106,7 +120,7 @@ perform (const char *base, const char *method, const char *path, json_t *body, s
   s->curl = c;
   char *payload = body ? json_dumps (body, JSON_COMPACT) : NULL;
   struct curl_slist *hdr = curl_slist_append (NULL, "Content-Type: application/json");
-  hdr = curl_slist_append (hdr, "Expect:");
+  hdr = cli_api_auth (curl_slist_append (hdr, "Expect:"));
   curl_easy_setopt (c, CURLOPT_URL, url);
   curl_easy_setopt (c, CURLOPT_HTTPHEADER, hdr);
   curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_body);

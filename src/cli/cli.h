@@ -33,6 +33,9 @@ long cli_api_post (const char *base, const char *path, json_t *body, json_t **ou
 long cli_api_stream (const char *base, const char *path, json_t *body,
                      int (*on_event) (json_t *ev, void *ud), void *ud, json_t **err_out);
 int cli_api_print_error (long status, json_t *reply);
+/* Append "Authorization: Bearer $SBX_API_KEY" when that is set. */
+struct curl_slist;
+struct curl_slist *cli_api_auth (struct curl_slist *hdr);
 char *cli_b64_encode (const uint8_t *p, size_t n);
 size_t cli_b64_decode (const char *s, size_t n, uint8_t *out);
 /* Write a stream event's data (text or base64) to f. */

@@ -107,7 +107,7 @@ transfer (const char *base, const char *id, const char *kind, const char *path, 
     snprintf (rel + strlen (rel), sizeof rel - strlen (rel), "&mode=%04lo", mode);
   cli_api_url (base, rel, url, sizeof url);
   struct body b = { .f = f, .c = c };
-  struct curl_slist *hdr = curl_slist_append (NULL, "Expect:");
+  struct curl_slist *hdr = cli_api_auth (curl_slist_append (NULL, "Expect:"));
   curl_easy_setopt (c, CURLOPT_URL, url);
   curl_easy_setopt (c, CURLOPT_HTTPHEADER, hdr);
   curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_data);
