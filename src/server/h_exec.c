@@ -1,6 +1,7 @@
 /* sandbox/exec: run one command in a live sandbox through its sbx-init socket.
  *
- * Each exec opens its own connection to the agent, sends EXEC_START (and stdin as
+ * Each exec uses a connection of its own while it runs (an idle one left by an earlier
+ * exec, HELLO done, or a new one: this saves a connect and a HELLO round trip), sends EXEC_START (and stdin as
  * EXEC_STDIN frames, written as the socket accepts them so a command that prints before
  * reading cannot deadlock us), and reads frames until EXEC_EXIT. Output is bounded while
  * it streams in. If the sandbox ends meanwhile (terminate, lifetime, crash), its
@@ -17,7 +18,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define EXEC_ID 1
 #define STDIN_CHUNK (64 * 1024)
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -30,6 +30,7 @@ struct stream {
 struct exec_run {
   struct stream out, err;
   struct proto_exec_exit exit;
+  uint32_t xid;  /* exec id on the agent connection */
   int got_exit;
   char agent_error[512];
   int agent_error_set;
@@ -110,6 +111,39 @@ srv_strv_free (char **v)
   free (v);
 }
 
+int
+srv_agent_take (struct srv_sandbox *sb, uint32_t *exec_id, struct sbx_err *err)
+{
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  int fd = sb->n_idle ? sb->idle_fds[--sb->n_idle] : -1;
+  if (++sb->next_exec_id == 0)
+    sb->next_exec_id = 1; /* 0 is reserved */
+  *exec_id = sb->next_exec_id;
+  pthread_mutex_unlock (&s->lock);
+  if (fd >= 0)
+    return fd;
+  struct proto_reader hello;
+  fd = proto_client_connect (rt_sandbox_socket (sb->rt), &hello, err);
+  proto_reader_free (&hello);
+  return fd;
+}
+
+void
+srv_agent_give (struct srv_sandbox *sb, int fd)
+{
+  struct srv *s = sb->srv;
+  pthread_mutex_lock (&s->lock);
+  if (sb->state == SRV_SB_LIVE && !s->stopping && sb->n_idle < SRV_AGENT_IDLE_MAX)
+    {
+      sb->idle_fds[sb->n_idle++] = fd;
+      fd = -1;
+    }
+  pthread_mutex_unlock (&s->lock);
+  if (fd >= 0)
+    close (fd);
+}
+
 /* Returns 0 when the exec finished (EXIT or agent ERROR), 1 when the connection ended
  * first, -1 on a local failure (err). */
 static int
@@ -126,7 +160,7 @@ run_exec (int fd, struct proto_reader *rd, struct proto_buf *out, const struct s
       int rc;
       while ((rc = proto_reader_next (rd, &f, err)) == 1)
         {
-          if (f.id != EXEC_ID && f.type != PROTO_ERROR)
+          if (f.id != run->xid && f.type != PROTO_ERROR)
             continue;
           switch (f.type)
             {
@@ -300,10 +334,11 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
     .timeout_ms = req->timeout_ms, .max_output = req->max_output,
   };
   struct proto_buf payload = { 0 };
-  int fd = -1;
-  if (!env || proto_exec_req_encode (&pr, &payload) < 0
-      || proto_frame_append (&out, PROTO_EXEC_START, EXEC_ID, payload.data,
-                             (uint32_t) payload.len) < 0)
+  /* The connection first: the frames carry its exec id. */
+  int fd = srv_agent_take (sb, &run.xid, &err);
+  if (fd >= 0 && (!env || proto_exec_req_encode (&pr, &payload) < 0
+      || proto_frame_append (&out, PROTO_EXEC_START, run.xid, payload.data,
+                             (uint32_t) payload.len) < 0))
     {
       srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
       goto done;
@@ -311,20 +346,20 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   for (size_t o = 0; req->has_stdin && o < req->stdin_len; o += STDIN_CHUNK)
     {
       size_t n = req->stdin_len - o < STDIN_CHUNK ? req->stdin_len - o : STDIN_CHUNK;
-      if (proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_ID, req->stdin_data + o,
+      if (fd >= 0 && proto_frame_append (&out, PROTO_EXEC_STDIN, run.xid, req->stdin_data + o,
                               (uint32_t) n) < 0)
         {
           srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
           goto done;
         }
     }
-  if (req->has_stdin && proto_frame_append (&out, PROTO_EXEC_STDIN, EXEC_ID, NULL, 0) < 0)
+  if (fd >= 0 && req->has_stdin
+      && proto_frame_append (&out, PROTO_EXEC_STDIN, run.xid, NULL, 0) < 0)
     {
       srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
       goto done;
     }
 
-  fd = proto_client_connect (rt_sandbox_socket (sb->rt), &rd, &err);
   int reg = fd >= 0 ? srv_exec_register (sb, fd) : -1;
   if (reg == -2)
     {
@@ -370,6 +405,11 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
     }
   record (s, req, &run, NULL);
   srv_metrics_exec_output (run.out.total + run.err.total);
+  if (proto_reader_pending (&rd) == 0)
+    {
+      srv_agent_give (sb, fd); /* finished cleanly: the next exec skips connect + HELLO */
+      fd = -1;
+    }
   json_t *o = json_object ();
   json_object_set_new (o, "exit_code", json_integer (run.exit.exit_code));
   json_object_set_new (o, "returncode", json_integer (run.exit.exit_code));

@@ -16,6 +16,7 @@
 #include "../images/images.h"
 #include "images_srv.h"
 #include "../runtime/runtime.h"
+#include "../proto/proto.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define POOL_QUIET_MS 25
 
 struct pool_key {
   struct srv_pool_key k;
@@ -38,6 +41,7 @@ struct srv_pool {
   struct pool_key keys[SRV_POOL_KEYS_MAX + 1];
   int n_keys;
   int spawning;              /* all keys */
+  int64_t last_claim_ms;     /* refills wait for a quiet moment after a claim */
   pthread_t thread;
   pthread_cond_t cond;       /* with srv->lock */
   int stop;
@@ -181,6 +185,7 @@ srv_pool_claim (struct srv *s, const struct srv_create_req *req, json_t *body)
       unlist_locked (s, sb);
       sb->pooled = SRV_POOL_CLAIMING;
       sb->refs++;
+      p->last_claim_ms = sbx_now_ms ();
       pthread_cond_signal (&p->cond);
     }
   pthread_mutex_unlock (&s->lock);
@@ -256,9 +261,17 @@ spawn_member (struct srv *s, int i, struct sbx_err *err)
       unlink (marker);
       return -1;
     }
+  /* Connected ahead too (HELLO only, no exec: nothing runs inside), so the claimer's first
+   * exec skips the connect and the HELLO round trip. Without it, the exec connects. */
+  struct proto_reader hello;
+  struct sbx_err cerr = { 0 };
+  int afd = proto_client_connect (rt_sandbox_socket (rt), &hello, &cerr);
+  proto_reader_free (&hello);
+  if (afd >= 0)
+    sbx_set_nonblock (afd, 1);
   int64_t recycle_at = sbx_now_ms () + (int64_t) s->cfg.pool_max_age_s * 1000;
   /* On failure the sandbox is destroyed, and its marker removed by the destroy path. */
-  if (srv_sandbox_add_pooled (s, rt, recycle_at, i, err) < 0)
+  if (srv_sandbox_add_pooled (s, rt, recycle_at, i, afd, err) < 0)
     {
       unlink (marker);
       return -1;
@@ -285,10 +298,15 @@ refill_main (void *arg)
           struct pool_key *k = &p->keys[i];
           if (k->n_ready + k->spawning >= k->k.size)
             continue;
-          if (k->retry_at_ms > now)
+          /* A spawn takes a core for a few ms: right after a claim, the claimer's first
+           * exec would wait for it. Unless the key ran dry, refill once claims pause. */
+          int64_t at = k->retry_at_ms;
+          if (k->n_ready > 0 && p->last_claim_ms + POOL_QUIET_MS > at)
+            at = p->last_claim_ms + POOL_QUIET_MS;
+          if (at > now)
             {
-              if (!next_retry || k->retry_at_ms < next_retry)
-                next_retry = k->retry_at_ms;
+              if (!next_retry || at < next_retry)
+                next_retry = at;
               continue;
             }
           pick = i;

@@ -31,6 +31,7 @@
 #define SRV_PATH_MAX 4096
 #define SRV_DEFAULT_IMAGE "python:3.11"
 #define SRV_EXECS_PER_SANDBOX 128 /* concurrent execs in one sandbox; more → 429 */
+#define SRV_AGENT_IDLE_MAX 4       /* idle sbx-init connections kept per sandbox (h_exec.c) */
 #define SRV_POOL_KEYS_MAX 8        /* warm pool keys (pool.c) */
 #define SRV_POOL_SIZE_MAX 4096
 #define SRV_POOL_SIZE_DEFAULT 2
@@ -264,6 +265,10 @@ struct srv_sandbox {
   int pooled;
   int pool_key;
   struct srv_sandbox *pool_next;
+  /* Idle connections to sbx-init (HELLO done), reused by plain execs; under srv->lock. */
+  int idle_fds[SRV_AGENT_IDLE_MAX];
+  int n_idle;
+  uint32_t next_exec_id;
 };
 
 enum {
@@ -326,7 +331,13 @@ int srv_sandbox_set_expiry (struct srv_sandbox *sb, int64_t expires_at_ms, struc
 /* ---- warm pool (pool.c) ---- */
 /* Register a pool member (spawned by the pool, not reserved: see pool.c). */
 int srv_sandbox_add_pooled (struct srv *s, struct rt_sandbox *rt, int64_t recycle_at_ms,
-                            int key, struct sbx_err *err);
+                            int key, int agent_fd, struct sbx_err *err);
+/* A connection to the sandbox's sbx-init for one exec: an idle one (HELLO done) or a new
+ * one; and an exec id unused in this sandbox. -1 with err if it cannot be reached. */
+int srv_agent_take (struct srv_sandbox *sb, uint32_t *exec_id, struct sbx_err *err);
+/* Give a connection back after a finished exec (nothing pending on it); closes it if the
+ * sandbox is ending or enough are idle. */
+void srv_agent_give (struct srv_sandbox *sb, int fd);
 /* Start the refill thread (after srv_recover and srv_super_start). */
 int srv_pool_start (struct srv *s, struct sbx_err *err);
 /* Stop refilling and destroy every unclaimed member (graceful stop). */

@@ -97,6 +97,8 @@ sandbox_free (struct srv_sandbox *sb)
 {
   if (sb->timerfd >= 0)
     close (sb->timerfd);
+  for (int i = 0; i < sb->n_idle; i++)
+    close (sb->idle_fds[i]);
   srv_env_free (&sb->env);
   free (sb->workdir);
   free (sb);
@@ -104,14 +106,18 @@ sandbox_free (struct srv_sandbox *sb)
 
 static int
 sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct srv_env *env,
-             char *workdir, int reserved, int pool_key, struct sbx_err *err)
+             char *workdir, int reserved, int pool_key, int agent_fd, struct sbx_err *err)
 {
   struct srv_sandbox *sb = calloc (1, sizeof *sb);
   if (!sb)
     {
+      if (agent_fd >= 0)
+        close (agent_fd);
       sbx_err_sys (err, "allocate sandbox");
       goto fail;
     }
+  if (agent_fd >= 0)
+    sb->idle_fds[sb->n_idle++] = agent_fd; /* closed by sandbox_free */
   snprintf (sb->id, sizeof sb->id, "%s", rt_sandbox_id (rt));
   sb->srv = s;
   sb->rt = rt;
@@ -211,15 +217,15 @@ int
 srv_sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms,
                  struct srv_env *env, char *workdir, int reserved, struct sbx_err *err)
 {
-  return sandbox_add (s, rt, expires_at_ms, env, workdir, reserved, -1, err);
+  return sandbox_add (s, rt, expires_at_ms, env, workdir, reserved, -1, -1, err);
 }
 
 int
 srv_sandbox_add_pooled (struct srv *s, struct rt_sandbox *rt, int64_t recycle_at_ms, int key,
-                        struct sbx_err *err)
+                        int agent_fd, struct sbx_err *err)
 {
   struct srv_env none = { 0 };
-  return sandbox_add (s, rt, recycle_at_ms, &none, NULL, 0, key, err);
+  return sandbox_add (s, rt, recycle_at_ms, &none, NULL, 0, key, agent_fd, err);
 }
 
 int

@@ -226,7 +226,7 @@ def test_at_capacity_is_503_with_retry_after(own_sbxd):
 
 def test_exec_failed_when_sbx_itself_cannot_run_the_command(sbxd):
     """exec_failed is for sbx's own failures: here the agent's socket has vanished."""
-    sid = sbxd.create()
+    sid = sbxd.create(memory=512)  # cold: a pool member comes connected to its agent already
     sock = sbxd.state_dir / "run" / sid / "agent.sock"
     assert sock.exists()
     sock.rename(sock.with_name("agent.sock.moved"))
