@@ -409,6 +409,7 @@ stream_cb (void *cls, uint64_t pos, char *buf, size_t max)
           st->out_off += n;
           if (st->out_off == st->out.len)
             st->out_off = st->out.len = 0;
+          srv_metrics_streamed (n); /* GET /metrics: sbx_streamed_bytes_total */
           return (ssize_t) n;
         }
       if (st->failed)

@@ -108,3 +108,13 @@ def test_metrics_with_auth_loopback_only_and_pool_is_never_billed(authd):
     assert [s["sandbox_id"] for s in d.get("/sandbox/list", headers=h).json()["sandboxes"]] == [sid]
     r = d.post("/sandbox/exec", {"sandbox_id": sid, "command": ["true"]}, headers=h)
     assert r.status_code == 200, r.text
+
+
+def test_streamed_bytes_are_counted(psbxd):
+    d = psbxd("--pool-size", "0")
+    sid = d.create()
+    before = metric(d, "sbx_streamed_bytes_total")
+    r = d.post("/sandbox/exec", {"sandbox_id": sid, "command": ["sh", "-c", "head -c 100000 /dev/zero"],
+                                 "stream": True})
+    assert r.status_code == 200
+    assert metric(d, "sbx_streamed_bytes_total") - before >= len(r.content) > 100000
