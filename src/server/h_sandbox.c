@@ -155,6 +155,7 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   struct rt_sandbox *rt = NULL;
   /* The image's layers (and its env/workdir defaults) and the volumes (images_srv.c). */
   struct srv_image_prep prep;
+  int64_t t_prep = sbx_mono_ns ();
   if (srv_image_prepare (s, body, &req, &prep, &err) < 0)
     {
       srv_unreserve (s);
@@ -185,12 +186,14 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   rec.charge_ref = srv_req_charge_ref ();
   /* The row goes in first: if sbxd dies right after the spawn, the next start finds the
    * sandbox in the database and re-adopts or cleans it up. */
+  int64_t t_row = sbx_mono_ns ();
   int stored = store_sandbox_insert (s->store, &rec, &err);
   free (rec.env_json);
   rec.env_json = NULL;
   rec.workdir = NULL;
   if (stored < 0)
     goto fail;
+  int64_t t_spawn = sbx_mono_ns ();
   if (rt_sandbox_spawn (&spec, &rt, &err) < 0)
     {
       sbx_err_wrap (&err, "create sandbox");
@@ -207,6 +210,10 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
+  int64_t t_end = sbx_mono_ns ();
+  LOG_DEBUG ("create %s: %.2f ms (parse+claim %.2f, image %.2f, row %.2f, spawn+register %.2f)",
+             id, (t_end - t0) / 1e6, (t_prep - t0) / 1e6, (t_row - t_prep) / 1e6,
+             (t_spawn - t_row) / 1e6, (t_end - t_spawn) / 1e6);
   LOG_INFO ("created sandbox %s (%s, %llds, %.2f cpu, %llu MiB)", id, req.image,
             (long long) req.timeout_s, req.cpu_millis / 1000.0,
             (unsigned long long) req.memory_mb);
