@@ -172,6 +172,8 @@ void conn_flush (struct conn *c);
 /* Recompute throttling and epoll interest of c. */
 void conn_update (struct conn *c);
 void conn_close (struct conn *c);
+/* A request (exec, follow, file transfer, watch) of c uses this id. */
+int conn_id_in_use (struct conn *c, uint32_t id);
 
 /* proc.c: the process table */
 void proc_exec_start (struct conn *c, uint32_t id, const uint8_t *p, size_t n);
@@ -237,6 +239,7 @@ void watch_event (struct fwatch *w);
 void watch_conn_closed (struct conn *c);
 void watch_conn_resume (struct conn *c);
 void watch_free_dead (struct agent *a);
+int watch_active (struct conn *c, uint32_t id);
 
 /* spawn.c */
 struct spawn_io {

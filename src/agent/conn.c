@@ -202,6 +202,12 @@ conn_close (struct conn *c)
   a->dead_conns = c;
 }
 
+int
+conn_id_in_use (struct conn *c, uint32_t id)
+{
+  return follow_find (c, id) || files_active (c, id) || watch_active (c, id);
+}
+
 static uint32_t
 get_be32 (const uint8_t *p)
 {

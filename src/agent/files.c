@@ -35,6 +35,7 @@ struct fxfer {
   mode_t mode;
   uint64_t left;        /* read: bytes still to send (UINT64_MAX: to EOF) */
   uint64_t done;
+  uint64_t mark;        /* files_conn_pump's iteration mark */
   struct fxfer *next;   /* agent->xfers or agent->dead_xfers */
 };
 
@@ -394,15 +395,18 @@ read_pump (struct fxfer *x)
 void
 files_conn_pump (struct conn *c)
 {
-  for (struct fxfer *x = c->agent->xfers, *nx; x; x = nx)
-    {
-      nx = x->next;
-      if (x->conn == c && !x->writing)
-        {
-          read_pump (x);
-          return; /* the list may have changed; the next drain pumps the rest */
-        }
-    }
+  static uint64_t epoch;
+  uint64_t e = ++epoch;
+again:
+  for (struct fxfer *x = c->agent->xfers; x; x = x->next)
+    if (x->conn == c && !x->writing && !x->dead && x->mark != e)
+      {
+        x->mark = e;
+        read_pump (x);
+        if (c->dead || c->throttled)
+          return;
+        goto again; /* the list may have changed */
+      }
 }
 
 static void
@@ -556,7 +560,7 @@ files_request (struct conn *c, const struct proto_frame *f)
   uint32_t id = f->id;
   if (id == 0)
     return conn_send_error (c, 0, SBX_E_INVALID, "request id 0 is reserved");
-  if (follow_find (c, id) || files_active (c, id))
+  if (conn_id_in_use (c, id))
     return conn_send_error (c, 0, SBX_E_INVALID, "request %u is already running", id);
   if (c->nreqs >= AGENT_MAX_EXECS)
     return conn_send_error (c, id, SBX_E_CAPACITY, "too many concurrent requests (max %d)",

@@ -364,7 +364,7 @@ follow_request (struct conn *c, const struct proto_frame *fr)
   uint32_t id = fr->id;
   if (id == 0)
     return conn_send_error (c, 0, SBX_E_INVALID, "request id 0 is reserved");
-  if (follow_find (c, id) || files_active (c, id))
+  if (conn_id_in_use (c, id))
     return conn_send_error (c, 0, SBX_E_INVALID, "request %u is already running", id);
   if (c->nreqs >= AGENT_MAX_EXECS)
     return conn_send_error (c, id, SBX_E_CAPACITY, "too many concurrent requests (max %d)",

@@ -86,8 +86,12 @@ path_open_parent (struct agent *a, const char *path, bool parents, char *name,
   /* mkdir -p of the parent, one component at a time, each step resolved like the rest. */
   char pre[PATH_MAX] = "/";
   int dfd = path_open (a, "/", O_PATH | O_DIRECTORY, 0, err);
-  for (char *p = buf + 1; dfd >= 0 && *p;)
+  for (char *p = buf + 1; dfd >= 0;)
     {
+      while (*p == '/')
+        p++;
+      if (!*p)
+        break;
       size_t n = strcspn (p, "/");
       char comp[NAME_MAX + 1];
       if (n > NAME_MAX)
@@ -109,8 +113,6 @@ path_open_parent (struct agent *a, const char *path, bool parents, char *name,
       close (dfd);
       dfd = path_open (a, pre, O_PATH | O_DIRECTORY, 0, err);
       p += n;
-      while (*p == '/')
-        p++;
     }
   return dfd;
 }

@@ -498,7 +498,7 @@ proc_exec_start (struct conn *c, uint32_t id, const uint8_t *payload, size_t n)
   /* A refusal that names an id the host already uses must not end that request: id 0. */
   if (id == 0)
     return conn_send_error (c, 0, SBX_E_INVALID, "exec id 0 is reserved");
-  if (follow_find (c, id) || files_active (c, id))
+  if (conn_id_in_use (c, id))
     return conn_send_error (c, 0, SBX_E_INVALID, "exec %u is already running", id);
   if (c->nreqs >= AGENT_MAX_EXECS)
     return conn_send_error (c, id, SBX_E_CAPACITY, "too many concurrent execs (max %d)",

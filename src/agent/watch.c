@@ -71,6 +71,15 @@ watch_free_dead (struct agent *a)
     }
 }
 
+int
+watch_active (struct conn *c, uint32_t id)
+{
+  for (struct fwatch *fw = c->agent->fwatches; fw; fw = fw->next)
+    if (fw->conn == c && fw->id == id)
+      return 1;
+  return 0;
+}
+
 void
 watch_conn_closed (struct conn *c)
 {
@@ -251,7 +260,7 @@ watch_start (struct conn *c, const struct proto_frame *f)
   uint32_t id = f->id;
   if (id == 0)
     return conn_send_error (c, 0, SBX_E_INVALID, "request id 0 is reserved");
-  if (follow_find (c, id) || files_active (c, id))
+  if (conn_id_in_use (c, id))
     return conn_send_error (c, 0, SBX_E_INVALID, "request %u is already running", id);
   if (c->nreqs >= AGENT_MAX_EXECS)
     return conn_send_error (c, id, SBX_E_CAPACITY, "too many concurrent requests");

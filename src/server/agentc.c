@@ -252,3 +252,15 @@ inside_record (struct srv *s, const char *sandbox_id, char **argv, size_t argc,
     LOG_ERROR ("audit exec in %s: %s", sandbox_id, err.msg);
   free (argv_json);
 }
+
+int
+inside_peek (struct srv_agent *ag, int timeout_ms, struct srv_reply *r)
+{
+  struct proto_frame f;
+  int rc = inside_reply_frame (ag, &f, timeout_ms, r);
+  if (rc < 0)
+    return rc;
+  /* Put it back: the frame's bytes are still in the reader's buffer, just consumed. */
+  ag->rd.consumed -= PROTO_HEADER_SIZE + (size_t) f.len;
+  return 1;
+}

@@ -482,8 +482,26 @@ srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r)
     goto oom;
   if (stream)
     {
-      inside_stream_reply (&ag, ST_EXEC, EXEC_REQ_ID, &out, b64, r->accept, r);
+      /* Started (or refused: a proper HTTP error) before the 200 of the stream. */
+      struct proto_buf in = { 0 };
+      size_t start_len = PROTO_HEADER_SIZE + payload.len;
+      if ((out.len > start_len && proto_buf_append (&in, out.data + start_len,
+                                                    out.len - start_len) < 0)
+          || inside_send (&ag, PROTO_EXEC_START, EXEC_REQ_ID, payload.data,
+                          (uint32_t) payload.len) < 0)
+        {
+          proto_buf_free (&in);
+          inside_reply_lost (&ag, r);
+          goto done;
+        }
+      if (inside_peek (&ag, 60000, r) < 0)
+        {
+          proto_buf_free (&in);
+          goto done;
+        }
+      inside_stream_reply (&ag, ST_EXEC, EXEC_REQ_ID, &in, b64, r->accept, r);
       inside_stream_audit (r, req.argv, req.argc);
+      proto_buf_free (&in);
     }
   else
     inside_exec_collect (&ag, EXEC_REQ_ID, &out, req.max_output, req.argv, req.argc, r);
@@ -578,7 +596,8 @@ proc_output (struct srv *s, json_t *body, struct srv_reply *r)
     }
   if (follow)
     {
-      inside_stream_reply (&ag, ST_FOLLOW, 1, NULL, b64, r->accept, r);
+      if (inside_peek (&ag, 60000, r) == 1) /* the process exists: the stream starts */
+        inside_stream_reply (&ag, ST_FOLLOW, 1, NULL, b64, r->accept, r);
       goto done;
     }
   for (;;)

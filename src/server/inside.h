@@ -35,6 +35,9 @@ int inside_next (struct srv_agent *ag, struct proto_frame *f, int timeout_ms);
  * *r filled), lost (-1 with *r filled). Other frames of id are returned too (1). */
 int inside_reply_frame (struct srv_agent *ag, struct proto_frame *f, int timeout_ms,
                         struct srv_reply *r);
+/* Wait for the first answer frame without taking it: 1 when it is not an ERROR (it stays
+ * for whoever reads next, e.g. a stream), else as inside_reply_frame with *r filled. */
+int inside_peek (struct srv_agent *ag, int timeout_ms, struct srv_reply *r);
 /* An agent ERROR frame as an HTTP answer (file errnos: 404 file_not_found, 403 ...). */
 void inside_reply_agent_error (const struct proto_frame *f, struct srv_reply *r);
 /* The agent connection ended: the sandbox ended (410/408) or the agent broke (500). */

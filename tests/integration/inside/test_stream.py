@@ -153,3 +153,10 @@ def test_exec_validation(sbxd, sid):
     r = sbxd.post("/sandbox/exec", {"sandbox_id": "sb_00000000000000000000", "command": "true",
                                     "stream": True})
     assert r.status_code == 404
+    # refused before the stream starts: a real HTTP status, not a 200 with an error event
+    r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "command": "true", "stream": True,
+                                    "workdir": "/no/such/dir"})
+    assert r.status_code == 400 and "chdir" in r.json()["error"]["message"]
+    r = sbxd.post("/sandbox/process/output", {"sandbox_id": sid, "process_id": 99999,
+                                              "follow": True})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "process_not_found"
