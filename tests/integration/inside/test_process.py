@@ -217,3 +217,26 @@ def test_process_validation(sbxd, sid):
     r = sbxd.post("/sandbox/process/resize", {"sandbox_id": sid, "process_id": q["process_id"],
                                               "rows": 5, "cols": 5})
     assert r.status_code == 400  # not a pty
+
+
+def test_background_process_survives_sbxd_restart(python_image):
+    """sbxd killed -9 and restarted: the process and its output are still there, from the
+    same offsets (they live in sbx-init, not in sbxd)."""
+    from api.conftest import Sbxd, finish, make_state_dir
+    d = Sbxd(make_state_dir()).start()
+    try:
+        sid = d.create(timeout=300)
+        p = bg(d, sid, ["python3", "-c", COUNTER.replace("N", "2000")], exec_id="survivor")
+        first = d.post("/sandbox/process/output", {"sandbox_id": sid,
+                                                    "process_id": p["process_id"],
+                                                    "wait_ms": 5000}).json()
+        got = first["stdout"].encode()
+        d.kill9()
+        d.start()
+        rest, last = read_all(d, sid, p["process_id"], off=first["stdout_offset"])
+        assert (got + rest).decode().splitlines() == ["line %06d" % i for i in range(2000)]
+        assert last["exit_code"] == 0
+        again = bg(d, sid, "echo never", exec_id="survivor")
+        assert again["existing"] is True and again["process_id"] == p["process_id"]
+    finally:
+        finish(d)
