@@ -582,11 +582,25 @@ inside_exec_collect (struct srv_agent *ag, uint32_t req_id, struct proto_buf *pe
   else
     {
       json_t *o = exit_json (&st->exit);
-      int used;
-      json_object_set_new (o, "stdout", inside_data_json (st->keep[0].data, st->keep[0].len, 0,
-                                                          &used));
-      json_object_set_new (o, "stderr", inside_data_json (st->keep[1].data, st->keep[1].len, 0,
-                                                          &used));
+      /* As a plain exec answers: text with U+FFFD for bytes that are not UTF-8, and then
+       * the exact bytes in <name>_b64. */
+      for (int k = 0; k < 2; k++)
+        {
+          const char *name = k ? "stderr" : "stdout";
+          const uint8_t *p = st->keep[k].data ? st->keep[k].data : (const uint8_t *) "";
+          char *txt = NULL;
+          size_t tl = 0;
+          int replaced = srv_utf8_sanitize (p, st->keep[k].len, &txt, &tl);
+          json_object_set_new (o, name, json_stringn (txt ? txt : "", txt ? tl : 0));
+          free (txt);
+          if (replaced > 0)
+            {
+              char key[16], *b = srv_base64 (p, st->keep[k].len);
+              snprintf (key, sizeof key, "%s_b64", name);
+              json_object_set_new (o, key, json_string (b ? b : ""));
+              free (b);
+            }
+        }
       json_object_set_new (o, "truncated", json_boolean (st->keep_trunc[0] || st->keep_trunc[1]
                                                          || st->exit.stdout_truncated
                                                          || st->exit.stderr_truncated));

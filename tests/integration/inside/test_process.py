@@ -240,3 +240,13 @@ def test_background_process_survives_sbxd_restart(python_image):
         assert again["existing"] is True and again["process_id"] == p["process_id"]
     finally:
         finish(d)
+
+
+def test_plain_exec_with_exec_id_or_pty_answers_like_exec(sbxd, sid):
+    import base64
+    r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "exec_id": "bin-1",
+                                    "command": ["printf", "a\\377b"]}).json()
+    assert r["stdout"] == "a\ufffdb" and base64.b64decode(r["stdout_b64"]) == b"a\xffb"
+    assert r["exit_code"] == 0 and r["usage"]["max_rss_kb"] > 0
+    r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "pty": True, "command": "echo hi"}).json()
+    assert r["stdout"] == "hi\r\n" and "stdout_b64" not in r
