@@ -290,6 +290,31 @@ test_pty_output_complete (void **state)
   client_close (&c);
 }
 
+/* Nobody reads a background process: its ring keeps the newest 8 MiB per stream and says
+ * where they begin; a read from 0 gets them, with the gap visible in OUT_START. */
+static void
+test_ring_keeps_newest (void **state)
+{
+  struct client c;
+  client_open (&c);
+  uint32_t proc = start (&c, 1, (const char *const[]){ "head", "-c", "20000000", "/dev/zero", NULL },
+                         true, false, NULL, PROTO_STDIN_NULL, NULL);
+  struct proto_msg info;
+  wait_proc (&c, proc, 60000, &info);
+  assert_false (info.running);
+  assert_int_equal (info.out_total, 20000000);
+  assert_int_equal (info.out_earliest, 20000000 - (8u << 20));
+  proto_msg_free (&info);
+  struct proto_buf out = { 0 };
+  read_output (&c, proc, 0, 0, 8u << 20, &out, &info);
+  assert_int_equal (info.out_start, 20000000 - (8u << 20));
+  assert_int_equal (info.out_end, 20000000);
+  assert_int_equal (out.len, 8u << 20);
+  proto_msg_free (&info);
+  proto_buf_free (&out);
+  client_close (&c);
+}
+
 /* A foreground exec whose connection closes is killed: it leaves the table (it would
  * otherwise sleep for an hour). */
 static void
@@ -328,6 +353,7 @@ main (void)
     cmocka_unit_test (test_stdin_eof_and_signal),
     cmocka_unit_test (test_list),
     cmocka_unit_test (test_pty_output_complete),
+    cmocka_unit_test (test_ring_keeps_newest),
     cmocka_unit_test (test_foreground_killed_on_close),
   };
   return cmocka_run_group_tests (tests, agent_setup, agent_teardown);
