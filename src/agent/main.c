@@ -5,8 +5,9 @@
  *   fd 4  a lock file reserving the sandbox's uid range: kept open, never touched
  * fds 0-2 may be closed or /dev/null. No capabilities, seccomp, no_new_privs.
  *
- * One epoll loop, no threads, no polling: the socket, connections, exec pipes, per-exec
- * timerfds and a signalfd for SIGCHLD. It never exits on its own; bad input closes one
+ * One epoll loop, no threads, no polling: the socket, connections, the pipes and ptys of
+ * the process table, timerfds (exec timeouts, pty hang-up waits, wait/read deadlines),
+ * inotify fds of watches and a signalfd for SIGCHLD. It never exits on its own; bad input closes one
  * connection. Outside a sandbox (tests) it is not PID 1 and becomes a child subreaper, so
  * orphans still come to it. */
 #include "agent.h"
