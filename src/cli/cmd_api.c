@@ -362,13 +362,14 @@ cli_cmd_exec (int argc, char **argv)
     { "timeout", required_argument, NULL, 'o' }, { "env", required_argument, NULL, 'e' },
     { "workdir", required_argument, NULL, 'w' }, { "stdin", no_argument, NULL, 'i' },
     { "shell", no_argument, NULL, 's' }, { "tty", no_argument, NULL, 't' },
+    { "background", no_argument, NULL, 'b' },
     { NULL, 0, NULL, 0 },
   };
   struct api a;
   api_init (&a);
   json_t *body = json_object ();
   json_t *env = json_object ();
-  int o, rc = EXIT_USAGE, send_stdin = 0, shell = 0, tty = 0;
+  int o, rc = EXIT_USAGE, send_stdin = 0, shell = 0, tty = 0, background = 0;
   optind = 1;
   /* "+": stop at the first non-option, so CMD's own options are never ours. */
   while ((o = getopt_long (argc, argv, "+hit", opts, NULL)) != -1)
@@ -382,6 +383,7 @@ cli_cmd_exec (int argc, char **argv)
         case 'w': json_object_set_new (body, "workdir", json_string (optarg)); break;
         case 'i': send_stdin = 1; break;
         case 't': tty = 1; break;
+        case 'b': background = 1; break;
         case 's': shell = 1; break;
         case 'h':
           printf ("usage: sbx exec [OPTIONS] ID -- CMD [ARG...]\n"
@@ -392,7 +394,8 @@ cli_cmd_exec (int argc, char **argv)
                   "  --env K=V        environment variable (repeatable)\n"
                   "  --workdir DIR    working directory\n"
                   "  -i, --stdin      send sbx's stdin to CMD as it is read (EOF included)\n"
-                  "  -t, --tty        run CMD on a pseudo-terminal; this terminal goes raw\n%s",
+                  "  -t, --tty        run CMD on a pseudo-terminal; this terminal goes raw\n"
+                  "  --background     start CMD and print its process id (see sbx logs)\n%s",
                   common_help);
           rc = 0;
           goto out;
@@ -438,7 +441,9 @@ cli_cmd_exec (int argc, char **argv)
     }
   if (json_object_size (env))
     json_object_set (body, "env", env);
-  if ((send_stdin || tty) && !a.json)
+  if (background)
+    json_object_set_new (body, "background", json_true ());
+  if ((send_stdin || tty) && !a.json && !background)
     {
       /* Interactive: streamed both ways (cmd_exec_io.c). */
       rc = cli_exec_interactive (a.url, body, send_stdin, tty);
@@ -473,6 +478,14 @@ cli_cmd_exec (int argc, char **argv)
       /* CMD did not run (or its status is unknown): sbx's own failure status. */
       api_error (&a, st, reply);
       rc = EXIT_SBX_FAILED;
+    }
+  else if (background)
+    {
+      if (a.json)
+        print_json (reply);
+      else
+        printf ("%lld\n", (long long) json_integer_value (json_object_get (reply, "process_id")));
+      rc = 0;
     }
   else
     {

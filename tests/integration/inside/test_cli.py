@@ -58,10 +58,11 @@ def test_exec_it_on_a_terminal(sbxd, sid):
 
 
 def test_logs(sbxd, sid):
-    r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "background": True,
-                                    "command": "for i in 1 2 3; do echo out$i; echo err$i >&2; "
-                                               "sleep 0.3; done"}).json()
-    p = str(r["process_id"])
+    b = sbx(sbxd, "exec", "--background", "--shell", sid, "--",
+            "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done")
+    assert b.returncode == 0, b.stderr
+    p = b.stdout.decode().strip()
+    assert p.isdigit()
     f = sbx(sbxd, "logs", "-f", sid, p)
     assert f.returncode == 0, f.stderr
     assert f.stdout == b"out1\nout2\nout3\n" and f.stderr == b"err1\nerr2\nerr3\n"
