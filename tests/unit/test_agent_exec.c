@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -57,6 +58,8 @@ agent_setup (void **state)
     return -1;
   if (agent_pid == 0)
     {
+      /* sbx-init blocks every signal but SIGKILL: if the test dies, so must it. */
+      prctl (PR_SET_PDEATHSIG, SIGKILL);
       int l = fcntl (lfd, F_DUPFD, 10), k = fcntl (lock, F_DUPFD, 10);
       if (l < 0 || k < 0 || dup2 (l, 3) < 0 || dup2 (k, 4) < 0)
         _exit (126);
