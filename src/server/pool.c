@@ -89,6 +89,13 @@ unlist_locked (struct srv *s, struct srv_sandbox *sb)
 }
 
 void
+srv_pool_kick_locked (struct srv *s)
+{
+  if (s->pool)
+    pthread_cond_signal (&s->pool->cond);
+}
+
+void
 srv_pool_gone_locked (struct srv *s, struct srv_sandbox *sb)
 {
   unlist_locked (s, sb);

@@ -359,6 +359,7 @@ int srv_pool_evict_locked (struct srv *s);  /* kill one ready member for capacit
 void srv_pool_recycle (struct srv *s, struct srv_sandbox *sb);     /* aged: replace it */
 void srv_pool_destroyed (struct srv *s, const char *id); /* remove its marker */
 void srv_pool_added_locked (struct srv *s, struct srv_sandbox *sb); /* a new ready member */
+void srv_pool_kick_locked (struct srv *s); /* capacity was freed: refill may go on */
 /* For metrics: each key with its target, ready members and spawns in flight. */
 struct srv_pool_stat {
   struct srv_pool_key key;

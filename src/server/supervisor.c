@@ -80,6 +80,7 @@ srv_unreserve (struct srv *s)
 {
   pthread_mutex_lock (&s->lock);
   s->n_reserved--;
+  srv_pool_kick_locked (s);
   pthread_mutex_unlock (&s->lock);
 }
 
@@ -399,6 +400,7 @@ on_exit_of (struct srv *s, struct srv_sandbox *sb)
       }
   if (sb->pooled)
     srv_pool_gone_locked (s, sb);
+  srv_pool_kick_locked (s); /* a slot is free: the pool may refill */
   pthread_cond_broadcast (&s->ended);
   pthread_mutex_unlock (&s->lock);
   srv_sandbox_put (sb); /* the registry's reference */

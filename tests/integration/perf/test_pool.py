@@ -140,3 +140,43 @@ def test_pool_off(psbxd):
     assert d.exec(sid, ["true"]).status_code == 200
     assert metric(d, "sbx_pool_hits_total") == 0
     assert not (d.state_dir / "pool").exists() or pool_ids(d) == []
+
+
+def test_concurrent_claims_evictions_and_refills(psbxd):
+    """Claims, cold creates that evict, refills and terminates all at once: every create is
+    answered 200 (a working sandbox) or 503, and nothing is left behind."""
+    import threading
+    d = psbxd("--pool-size", "4", "--max-sandboxes", "6")
+    wait_pool(d, 4)
+    seen, errors, lock = set(pool_ids(d)), [], threading.Lock()
+
+    def worker(k):
+        for i in range(8):
+            body = {} if (k + i) % 3 else {"memory": 512}
+            r = d.post("/sandbox/create", body)
+            with lock:
+                seen.update(pool_ids(d))
+            if r.status_code == 503:
+                continue
+            if r.status_code != 200:
+                errors.append(r.text)
+                continue
+            sid = r.json()["sandbox_id"]
+            with lock:
+                d.created.append(sid)
+            e = d.exec(sid, ["sh", "-c", "ls -A /tmp | wc -l"])
+            if e.status_code != 200 or e.json()["stdout"] != "0\n":
+                errors.append(e.text)
+            d.post("/sandbox/terminate", {"sandbox_id": sid})
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert metric(d, "sbx_pool_hits_total") > 0
+    wait_pool(d, 4)
+    assert d.get("/health").json()["sandboxes_running"] == 0
+    gone = seen - set(pool_ids(d))
+    assert wait_clean(d.state_dir, list(gone)) == []
