@@ -20,6 +20,7 @@
 
 #define LIST_MAX 20000
 #define LIST_DEPTH_MAX 64
+#define REMOVE_DEPTH_MAX 256 /* PID 1 recurses on its own stack with an fd per level */
 #define MODE_DEFAULT 0644
 
 struct fxfer {
@@ -220,8 +221,13 @@ list_dir (struct lister *l, int dfd, const char *rel, uint32_t level)
 /* ---- remove ---- */
 
 static int
-remove_tree (int dfd, const char *name)
+remove_tree (int dfd, const char *name, int depth)
 {
+  if (depth > REMOVE_DEPTH_MAX)
+    {
+      errno = ENAMETOOLONG; /* "too deep": remove the deeper part first */
+      return -1;
+    }
   int fd = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0)
     return -1;
@@ -239,12 +245,12 @@ remove_tree (int dfd, const char *name)
         continue;
       if (de->d_type == DT_DIR)
         {
-          if (remove_tree (dirfd (d), de->d_name) < 0)
+          if (remove_tree (dirfd (d), de->d_name, depth + 1) < 0)
             rc = -1;
         }
       else if (unlinkat (dirfd (d), de->d_name, 0) < 0)
         {
-          if (errno == EISDIR && remove_tree (dirfd (d), de->d_name) == 0)
+          if (errno == EISDIR && remove_tree (dirfd (d), de->d_name, depth + 1) == 0)
             continue;
           rc = -1;
         }
@@ -324,7 +330,7 @@ file_op (struct conn *c, uint32_t id, const struct proto_msg *m)
         if (!S_ISDIR (st.st_mode))
           rc = unlinkat (dfd, name, 0);
         else if (m->flags & PROTO_F_RECURSIVE)
-          rc = remove_tree (dfd, name);
+          rc = remove_tree (dfd, name, 0);
         else
           rc = unlinkat (dfd, name, AT_REMOVEDIR);
         if (rc < 0)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define WATCH_DIRS_MAX 4096
+#define WATCH_DEPTH_MAX 64 /* levels below the watched directory; deeper ones are not watched */
 #define MASK (IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO \
               | IN_ATTRIB | IN_EXCL_UNLINK | IN_ONLYDIR)
 
@@ -119,13 +120,13 @@ dir_path (struct fwatch *fw, int wd)
   return NULL;
 }
 
-static void add_tree (struct fwatch *fw, int dfd, const char *path, bool report);
+static void add_tree (struct fwatch *fw, int dfd, const char *path, bool report, int depth);
 
 /* Watch the directory open at dfd (consumed) named path; recurse if asked. */
 static void
-add_dir (struct fwatch *fw, int dfd, const char *path, bool report)
+add_dir (struct fwatch *fw, int dfd, const char *path, bool report, int depth)
 {
-  if (fw->ndirs >= WATCH_DIRS_MAX)
+  if (fw->ndirs >= WATCH_DIRS_MAX || depth > WATCH_DEPTH_MAX)
     {
       close (dfd);
       return;
@@ -162,13 +163,13 @@ add_dir (struct fwatch *fw, int dfd, const char *path, bool report)
       fw->dirs[fw->ndirs++] = (struct wdir){ wd, p };
     }
   if (fw->recursive || report)
-    add_tree (fw, dfd, path, report);
+    add_tree (fw, dfd, path, report, depth);
   else
     close (dfd);
 }
 
 static void
-add_tree (struct fwatch *fw, int dfd, const char *path, bool report)
+add_tree (struct fwatch *fw, int dfd, const char *path, bool report, int depth)
 {
   DIR *d = fdopendir (dfd);
   if (!d)
@@ -192,7 +193,7 @@ add_tree (struct fwatch *fw, int dfd, const char *path, bool report)
           int child = openat (dirfd (d), de->d_name,
                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
           if (child >= 0)
-            add_dir (fw, child, sub, report);
+            add_dir (fw, child, sub, report, depth + 1);
         }
     }
   closedir (d);
@@ -243,8 +244,9 @@ watch_event (struct fwatch *fw)
             {
               struct sbx_err err = { 0 };
               int dfd = path_open (c->agent, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, &err);
+              /* depth unknown here: bounded by the directory count instead */
               if (dfd >= 0)
-                add_dir (fw, dfd, path, true);
+                add_dir (fw, dfd, path, true, 0);
             }
         }
     }
@@ -300,7 +302,7 @@ watch_start (struct conn *c, const struct proto_frame *f)
   size_t rl = strlen (root);
   while (rl > 1 && root[rl - 1] == '/')
     root[--rl] = '\0';
-  add_dir (fw, dfd, root, false);
+  add_dir (fw, dfd, root, false, 0);
   proto_msg_free (&m);
   if (fw->ndirs == 0 || agent_watch_set (a, &fw->w, EPOLLIN) < 0)
     {

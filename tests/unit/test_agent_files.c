@@ -248,6 +248,37 @@ test_tree_operations (void **state)
   client_close (&c);
 }
 
+/* PID 1 recurses on its own stack: a remove stops at 256 levels instead of crashing, and
+ * a shallower tree goes whole. */
+static void
+test_deep_remove_is_bounded (void **state)
+{
+  struct client c;
+  client_open (&c);
+  char top[160];
+  path_in (top, sizeof top, "deep-tree");
+  assert_int_equal (mkdir (top, 0755), 0);
+  int fd = open (top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < 300; i++)
+    {
+      assert_int_equal (mkdirat (fd, "d", 0755), 0);
+      int nfd = openat (fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      close (fd);
+      fd = nfd;
+      assert_true (fd >= 0);
+    }
+  close (fd);
+  assert_int_equal (op (&c, 1, PROTO_OP_REMOVE, top, NULL, PROTO_F_RECURSIVE, 0, NULL),
+                    ENAMETOOLONG);
+  /* the agent is fine and a normal tree still goes */
+  char p[200];
+  path_in (p, sizeof p, "shallow/a/b");
+  assert_int_equal (op (&c, 2, PROTO_OP_MKDIR, p, NULL, PROTO_F_PARENTS, 0, NULL), 0);
+  path_in (p, sizeof p, "shallow");
+  assert_int_equal (op (&c, 3, PROTO_OP_REMOVE, p, NULL, PROTO_F_RECURSIVE, 0, NULL), 0);
+  client_close (&c);
+}
+
 static void
 wait_event (struct client *c, uint32_t kind, const char *path)
 {
@@ -298,6 +329,7 @@ main (void)
     cmocka_unit_test (test_round_trip_binary),
     cmocka_unit_test (test_symlinks_and_escapes),
     cmocka_unit_test (test_tree_operations),
+    cmocka_unit_test (test_deep_remove_is_bounded),
     cmocka_unit_test (test_watch),
   };
   return cmocka_run_group_tests (tests, agent_setup, agent_teardown);
