@@ -250,3 +250,15 @@ def test_plain_exec_with_exec_id_or_pty_answers_like_exec(sbxd, sid):
     assert r["exit_code"] == 0 and r["usage"]["max_rss_kb"] > 0
     r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "pty": True, "command": "echo hi"}).json()
     assert r["stdout"] == "hi\r\n" and "stdout_b64" not in r
+
+
+def test_background_stdin_field_and_timeout(sbxd, sid):
+    p = bg(sbxd, sid, "wc -c", stdin="abc")
+    w = sbxd.post("/sandbox/process/wait", {"sandbox_id": sid, "process_id": p["process_id"]})
+    assert w.json()["exit_code"] == 0
+    out = sbxd.post("/sandbox/process/output", {"sandbox_id": sid,
+                                                "process_id": p["process_id"]}).json()
+    assert out["stdout"].strip() == "3"
+    q = bg(sbxd, sid, "sleep 100", timeout=1)
+    w = sbxd.post("/sandbox/process/wait", {"sandbox_id": sid, "process_id": q["process_id"]})
+    assert w.json()["timed_out"] is True and w.json()["exit_code"] == 137
