@@ -11,6 +11,7 @@
 #define INSIDE_WAIT_MAX_MS 3600000
 #define INSIDE_KEEPALIVE_MS 10000
 #define INSIDE_STDIN_CHUNK (512u * 1024)
+#define INSIDE_ERR_KEEP 4096 /* tar's stderr kept for an error message or the log */
 
 /* One connection to a sandbox's agent, registered like an exec (terminate cuts it). */
 struct srv_agent {
