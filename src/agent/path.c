@@ -9,7 +9,10 @@
  *     could name another mount namespace's tree);
  *   - operations that change the final component (write, append, mkdir, remove, rename)
  *     never follow it: it is opened with O_NOFOLLOW or replaced by rename, so a symlink
- *     planted there is replaced or removed itself, its target is untouched. */
+ *     planted there is replaced or removed itself, its target is untouched;
+ *   - sbx-init's own /proc/<pid> (/proc/self, /proc/1 in a sandbox) is refused (EACCES):
+ *     acting as PID 1, a request could read its environment and maps or write its comm
+ *     and oom_score_adj, which the sandbox's programs may not. */
 #include "agent.h"
 
 #include <errno.h>
@@ -17,7 +20,10 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +47,34 @@ path_check (const char *path, struct sbx_err *err)
   return 0;
 }
 
+/* Is fd (anything under procfs) inside our own /proc/<pid>? */
+static bool
+own_proc (int fd)
+{
+  struct statfs sf;
+  if (fstatfs (fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+    return false;
+  char link[64], target[256];
+  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink (link, target, sizeof target - 1);
+  if (n < 0)
+    return true; /* cannot tell: refuse */
+  target[n] = '\0';
+  char mine[32];
+  int k = snprintf (mine, sizeof mine, "/proc/%d", (int) getpid ());
+  return !strncmp (target, mine, (size_t) k) && (target[k] == '/' || target[k] == '\0');
+}
+
+static int
+refuse_own_proc (int fd, const char *path, struct sbx_err *err)
+{
+  if (!own_proc (fd))
+    return fd;
+  close (fd);
+  return sbx_err_set (err, SBX_E_INVALID, EACCES, "%s: sbx-init's own /proc entries are off limits",
+                      path);
+}
+
 int
 path_open (struct agent *a, const char *path, int flags, uint64_t resolve, struct sbx_err *err)
 {
@@ -55,7 +89,7 @@ path_open (struct agent *a, const char *path, int flags, uint64_t resolve, struc
   if (fd < 0)
     return sbx_err_set (err, errno == ENOENT ? SBX_E_NOT_FOUND : SBX_E_INVALID, errno,
                         "%s: %s", path, strerror (errno));
-  return fd;
+  return refuse_own_proc (fd, path, err);
 }
 
 int

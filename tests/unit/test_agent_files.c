@@ -195,6 +195,17 @@ test_symlinks_and_escapes (void **state)
   assert_int_equal (read_file (&c, 5, p, &got), ELOOP);
   snprintf (p, sizeof p, "%s/tmp/x", link);
   assert_int_equal (op (&c, 6, PROTO_OP_MKDIR, p, NULL, PROTO_F_PARENTS, 0, NULL), ELOOP);
+  /* the agent's own /proc entries */
+  assert_int_equal (read_file (&c, 20, "/proc/self/environ", &got), EACCES);
+  snprintf (p, sizeof p, "/proc/%d/maps", agent_pid);
+  assert_int_equal (read_file (&c, 21, p, &got), EACCES);
+  struct proto_msg comm = { .path = "/proc/self/comm", .flags = PROTO_F_APPEND };
+  PROTO_SET (&comm, PROTO_M_PATH);
+  PROTO_SET (&comm, PROTO_M_FLAGS);
+  send_msg (&c, PROTO_FILE_WRITE, 22, &comm);
+  assert_int_equal (expect_error (&c), EACCES);
+  assert_int_equal (op (&c, 23, PROTO_OP_LIST, "/proc/thread-self", NULL, 0, 1, NULL), EACCES);
+  assert_int_equal (op (&c, 24, PROTO_OP_LIST, "/proc", NULL, 0, 1, NULL), 0); /* others: fine */
   /* "." and ".." and relative paths */
   snprintf (p, sizeof p, "%s/../x", dir);
   assert_int_equal (read_file (&c, 7, p, &got), EINVAL);

@@ -216,6 +216,15 @@ def test_escapes_are_refused(sbxd, sid):
     assert f(sbxd, "read", sid, path=f"/tmp/{marker}").json()["content"] == "inside"
     for host_path in (f"/tmp/{marker}", f"/{marker}", f"/etc/{marker}"):
         assert not pathlib.Path(host_path).exists(), host_path
+    # sbx-init's own /proc entries (it is PID 1) are off limits, whatever the spelling
+    for p in ("/proc/self/environ", "/proc/1/environ", "/proc/1/maps", "/proc/thread-self/comm"):
+        r = f(sbxd, "read", sid, path=p)
+        assert r.status_code == 403, (p, r.text)
+    assert f(sbxd, "append", sid, path="/proc/self/comm", content="x").status_code == 403
+    assert f(sbxd, "write", sid, path="/proc/1/oom_score_adj", content="1000").status_code == 403
+    assert f(sbxd, "list", sid, path="/proc/self/fd").status_code == 403
+    assert requests.get(raw_url(sbxd, sid, "") + "?path=/proc/1/environ").status_code == 403
+    assert f(sbxd, "read", sid, path="/proc/cpuinfo").status_code == 200  # the rest of /proc is fine
     # stat of a magic link names it, never what it points to
     st = f(sbxd, "stat", sid, path="/tmp/p1root").json()
     assert st["type"] == "symlink" and st["target"] == "/proc/1/root"
