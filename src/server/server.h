@@ -31,6 +31,7 @@
 #define SRV_PATH_MAX 4096
 #define SRV_DEFAULT_IMAGE "python:3.11"
 #define SRV_EXECS_PER_SANDBOX 128 /* concurrent execs in one sandbox; more → 429 */
+#define SRV_ID_BUCKETS 4096        /* registry hash (supervisor.c) */
 #define SRV_AGENT_IDLE_MAX 4       /* idle sbx-init connections kept per sandbox (h_exec.c) */
 #define SRV_POOL_KEYS_MAX 8        /* warm pool keys (pool.c) */
 #define SRV_POOL_SIZE_MAX 4096
@@ -259,6 +260,7 @@ struct srv_sandbox {
   int exec_fds[SRV_EXECS_PER_SANDBOX]; /* connections of execs in flight, under srv->lock */
   int n_exec_fds;
   struct srv_sandbox *next;    /* registry list */
+  struct srv_sandbox *hnext;   /* registry hash chain (srv->by_id) */
   struct srv_sandbox *next_destroy;
   struct { int kind; struct srv_sandbox *sb; } ev_pid, ev_timer;
   /* warm pool (pool.c), under srv->lock: SRV_POOL_* state, key index, pool list link */
@@ -284,6 +286,8 @@ struct srv {
   pthread_mutex_t lock;
   pthread_cond_t ended;        /* broadcast when a sandbox leaves SRV_SB_LIVE */
   struct srv_sandbox *live;    /* registry: every sandbox with a host presence */
+  struct srv_sandbox *by_id[SRV_ID_BUCKETS]; /* the same, by id: lookups stay O(1) with
+                                                thousands of sandboxes */
   int n_live;
   int n_reserved;              /* creates in progress (count against capacity) */
   struct srv_sandbox *destroy_q;

@@ -93,6 +93,34 @@ srv_live_count (struct srv *s)
   return n;
 }
 
+static struct srv_sandbox **
+bucket (struct srv *s, const char *id)
+{
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *) id; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  return &s->by_id[h % SRV_ID_BUCKETS];
+}
+
+/* Under s->lock: take sb out of the registry (list and hash). */
+static void
+unregister_locked (struct srv *s, struct srv_sandbox *sb)
+{
+  for (struct srv_sandbox **pp = &s->live; *pp; pp = &(*pp)->next)
+    if (*pp == sb)
+      {
+        *pp = sb->next;
+        s->n_live--;
+        break;
+      }
+  for (struct srv_sandbox **pp = bucket (s, sb->id); *pp; pp = &(*pp)->hnext)
+    if (*pp == sb)
+      {
+        *pp = sb->hnext;
+        break;
+      }
+}
+
 static void
 sandbox_free (struct srv_sandbox *sb)
 {
@@ -155,6 +183,9 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
   sb->next = s->live;
   s->live = sb;
   s->n_live++;
+  struct srv_sandbox **b = bucket (s, sb->id);
+  sb->hnext = *b;
+  *b = sb;
   if (sb->pooled)
     {
       s->n_pool++;
@@ -172,13 +203,7 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
       /* Nothing watches it, so no event can refer to it: undo here. */
       int e = errno;
       pthread_mutex_lock (&s->lock);
-      for (struct srv_sandbox **pp = &s->live; *pp; pp = &(*pp)->next)
-        if (*pp == sb)
-          {
-            *pp = sb->next;
-            s->n_live--;
-            break;
-          }
+      unregister_locked (s, sb);
       if (sb->pooled)
         srv_pool_gone_locked (s, sb);
       pthread_mutex_unlock (&s->lock);
@@ -250,7 +275,7 @@ srv_sandbox_get (struct srv *s, const char *id)
 {
   struct srv_sandbox *found = NULL;
   pthread_mutex_lock (&s->lock);
-  for (struct srv_sandbox *sb = s->live; sb; sb = sb->next)
+  for (struct srv_sandbox *sb = *bucket (s, id); sb; sb = sb->hnext)
     if (!sb->pooled && !strcmp (sb->id, id)) /* pool members are nobody's yet */
       {
         sb->refs++;
@@ -391,13 +416,7 @@ on_exit_of (struct srv *s, struct srv_sandbox *sb)
   srv_sandbox_end (sb, SBX_E_TERMINATED, why);
   pthread_mutex_lock (&s->lock);
   sb->state = SRV_SB_DEAD;
-  for (struct srv_sandbox **pp = &s->live; *pp; pp = &(*pp)->next)
-    if (*pp == sb)
-      {
-        *pp = sb->next;
-        s->n_live--;
-        break;
-      }
+  unregister_locked (s, sb);
   if (sb->pooled)
     srv_pool_gone_locked (s, sb);
   srv_pool_kick_locked (s); /* a slot is free: the pool may refill */
