@@ -42,22 +42,7 @@ cli_find_helper (const char *name, char *out, size_t cap)
       snprintf (out, cap, "%s", env);
       return access (out, X_OK);
     }
-  char self[PATH_MAX];
-  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0)
-    {
-      self[n] = '\0';
-      char *slash = strrchr (self, '/');
-      if (slash)
-        {
-          *slash = '\0';
-          snprintf (out, cap, "%s/%s", self, name);
-          if (access (out, X_OK) == 0)
-            return 0;
-        }
-    }
-  snprintf (out, cap, "/usr/local/lib/sbx/%s", name);
-  return access (out, X_OK);
+  return sbx_find_sibling (name, out, cap);
 }
 
 int

@@ -106,5 +106,9 @@ void sbx_time_rfc3339 (int64_t ms, char *buf, size_t cap);
 /* ---- misc --------------------------------------------------------------- */
 /* Parse a size like "512", "512M", "1G", "64k" (binary units) into bytes. */
 int sbx_parse_size (const char *s, uint64_t *out);
+/* Path of a program shipped with sbx (sbx-init, sbx-admin): next to the running binary
+ * (build/ or the install dir), else /usr/local/lib/sbx/NAME. Returns 0 if that file is
+ * executable, -1 if not (out then holds the last place tried, for the message). */
+int sbx_find_sibling (const char *name, char *out, size_t cap);
 /* Default state directory: $SBX_STATE_DIR or /var/lib/sbx. */
 const char *sbx_default_state_dir (void);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 int
 sbx_id_new (const char *prefix, char out[SBX_ID_MAX])
@@ -106,4 +107,25 @@ sbx_default_state_dir (void)
 {
   const char *e = getenv ("SBX_STATE_DIR");
   return e && *e ? e : "/var/lib/sbx";
+}
+
+int
+sbx_find_sibling (const char *name, char *out, size_t cap)
+{
+  char self[4096];
+  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0)
+    {
+      self[n] = '\0';
+      char *slash = strrchr (self, '/');
+      if (slash)
+        {
+          *slash = '\0';
+          snprintf (out, cap, "%s/%s", self, name);
+          if (access (out, X_OK) == 0)
+            return 0;
+        }
+    }
+  snprintf (out, cap, "/usr/local/lib/sbx/%s", name);
+  return access (out, X_OK) == 0 ? 0 : -1;
 }

@@ -159,23 +159,8 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
 static void
 default_init_path (struct srv_config *c)
 {
-  if (c->init_path[0])
-    return;
-  char self[PATH_MAX];
-  ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0)
-    {
-      self[n] = '\0';
-      char *slash = strrchr (self, '/');
-      if (slash)
-        {
-          *slash = '\0';
-          snprintf (c->init_path, sizeof c->init_path, "%s/sbx-init", self);
-          if (access (c->init_path, X_OK) == 0)
-            return;
-        }
-    }
-  snprintf (c->init_path, sizeof c->init_path, "/usr/local/lib/sbx/sbx-init");
+  if (!c->init_path[0])
+    sbx_find_sibling ("sbx-init", c->init_path, sizeof c->init_path);
 }
 
 int
