@@ -1,6 +1,7 @@
 """Teardown leaves nothing behind: processes, cgroups, mounts, run dirs (issue 2)."""
 import glob
 import os
+import random
 import signal
 import subprocess
 import time
@@ -50,13 +51,22 @@ def test_many_cycles_leave_nothing(state_dir, baseline):
 
 def test_double_forked_setsid_processes_are_killed(state_dir, baseline):
     token = uuid.uuid4().hex[:12]
-    r = sbx_run(["/bin/sh", "-c",
-                 f"setsid sh -c 'sleep 1000 & exec sleep 1001' </dev/null >/dev/null 2>&1 & "
-                 f"(setsid nohup sh -c 'exec -a sbx{token} sleep 1002' &) ; echo started"])
-    assert r.stdout.strip() == b"started"
+    n1, n2, n3 = (random.randint(100000, 999999) for _ in range(3))
+    patterns = [f"sleep {n1}", f"sleep {n2}", f"sbx{token}"]
+    # Three survivors: a double fork under setsid, its setsid'ed parent, and a renamed
+    # nohup'ed one. Each marks itself started, so the host check has something to miss.
+    script = (
+        "printf 'touch /tmp/r.$1; exec sleep $1\\n' > /tmp/d.sh; "
+        f"setsid sh -c 'sh /tmp/d.sh {n1} & exec sh /tmp/d.sh {n2}' </dev/null >/dev/null 2>&1 & "
+        f"(setsid nohup bash -c 'touch /tmp/r.3; exec -a sbx{token} sleep {n3}' "
+        "</dev/null >/dev/null 2>&1 &); "
+        f"for i in $(seq 200); do [ -e /tmp/r.{n1} ] && [ -e /tmp/r.{n2} ] && [ -e /tmp/r.3 ] "
+        "&& break; sleep 0.05; done; echo started $(ls /tmp/r.* | wc -l)")
+    r = sbx_run(["/bin/sh", "-c", script])
+    assert r.stdout.strip() == b"started 3", (r.stdout, r.stderr)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        out = subprocess.run(["pgrep", "-f", "sleep 100[012]|sbx" + token], capture_output=True,
+        out = subprocess.run(["pgrep", "-f", "|".join(patterns)], capture_output=True,
                              text=True).stdout
         if not out.strip():
             break
