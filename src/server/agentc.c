@@ -11,36 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void
-reply_ended (struct srv_sandbox *sb, struct srv_reply *r)
-{
-  struct srv *s = sb->srv;
-  pthread_mutex_lock (&s->lock);
-  int stopping_now = s->stopping;
-  pthread_mutex_unlock (&s->lock);
-  int state = srv_sandbox_wait_ended (sb, stopping_now ? 0 : 2000);
-  pthread_mutex_lock (&s->lock);
-  int code = sb->end_code;
-  int stopping = s->stopping;
-  char reason[128];
-  snprintf (reason, sizeof reason, "%s", sb->reason);
-  pthread_mutex_unlock (&s->lock);
-  char msg[256];
-  if (state == SRV_SB_LIVE)
-    {
-      if (stopping)
-        srv_reply_http (r, 503, "unavailable", "sbxd is shutting down; the request was cut");
-      else
-        srv_reply_error (r, SBX_E_EXEC_FAILED, "lost the connection to the sandbox agent");
-      return;
-    }
-  if (code == SBX_E_TIMEOUT)
-    snprintf (msg, sizeof msg, "sandbox '%s' exceeded its timeout and was terminated", sb->id);
-  else
-    snprintf (msg, sizeof msg, "sandbox '%s' has been terminated (%s)", sb->id, reason);
-  srv_reply_error (r, code == SBX_E_TIMEOUT ? SBX_E_TIMEOUT : SBX_E_TERMINATED, msg);
-}
-
 int
 inside_open (struct srv *s, const char *id, int id_valid, struct srv_agent *ag,
              struct srv_reply *r)
@@ -61,7 +31,7 @@ inside_open (struct srv *s, const char *id, int id_valid, struct srv_agent *ag,
   pthread_mutex_unlock (&s->lock);
   if (!live)
     {
-      reply_ended (sb, r);
+      srv_reply_sandbox_ended (sb, "request", r);
       return -1;
     }
   struct sbx_err err = { 0 };
@@ -86,7 +56,7 @@ inside_open (struct srv *s, const char *id, int id_valid, struct srv_agent *ag,
           srv_reply_error (r, SBX_E_EXEC_FAILED, "could not reach the sandbox agent");
         }
       else
-        reply_ended (sb, r);
+        srv_reply_sandbox_ended (sb, "request", r);
       return -1;
     }
   ag->registered = 1;
@@ -201,7 +171,7 @@ inside_reply_agent_error (const struct proto_frame *f, struct srv_reply *r)
 void
 inside_reply_lost (struct srv_agent *ag, struct srv_reply *r)
 {
-  reply_ended (ag->sb, r);
+  srv_reply_sandbox_ended (ag->sb, "request", r);
 }
 
 int

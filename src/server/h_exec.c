@@ -281,9 +281,10 @@ record (struct srv *s, const struct srv_exec_req *req, const struct exec_run *ru
   free (argv_json);
 }
 
-/* The sandbox ended under the exec (or sbxd is stopping): answer why. */
-static void
-reply_ended (struct srv_sandbox *sb, struct srv_reply *r)
+/* The sandbox ended under an exec or agent request (or sbxd is stopping): answer why.
+ * Also used by agentc.c. */
+void
+srv_reply_sandbox_ended (struct srv_sandbox *sb, const char *what, struct srv_reply *r)
 {
   struct srv *s = sb->srv;
   pthread_mutex_lock (&s->lock);
@@ -302,7 +303,10 @@ reply_ended (struct srv_sandbox *sb, struct srv_reply *r)
   if (state == SRV_SB_LIVE)
     {
       if (stopping)
-        srv_reply_http (r, 503, "unavailable", "sbxd is shutting down; the command was cut");
+        {
+          snprintf (msg, sizeof msg, "sbxd is shutting down; the %s was cut", what);
+          srv_reply_http (r, 503, "unavailable", msg);
+        }
       else
         srv_reply_error (r, SBX_E_EXEC_FAILED, "lost the connection to the sandbox agent");
       return;
@@ -382,7 +386,7 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
           srv_reply_error (r, SBX_E_EXEC_FAILED, "could not reach the sandbox agent");
         }
       else
-        reply_ended (sb, r);
+        srv_reply_sandbox_ended (sb, "command", r);
       goto done;
     }
   sbx_set_nonblock (fd, 1);
@@ -392,7 +396,7 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   if (rc == 1)
     {
       record (s, req, &run, "the sandbox ended during the command");
-      reply_ended (sb, r);
+      srv_reply_sandbox_ended (sb, "command", r);
       goto done;
     }
   if (rc < 0 || run.agent_error_set)
@@ -465,7 +469,7 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
   if (!sb)
     srv_reply_not_live (s, req.id, r);
   else if (!live)
-    reply_ended (sb, r);
+    srv_reply_sandbox_ended (sb, "command", r);
   else
     exec_in (s, sb, &req, r);
   if (r->status == 200)

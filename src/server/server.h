@@ -323,6 +323,9 @@ void srv_sandbox_put (struct srv_sandbox *sb);
 int srv_sandbox_end (struct srv_sandbox *sb, int code, const char *reason);
 /* Wait (bounded) until the sandbox is no longer live; returns its state. */
 int srv_sandbox_wait_ended (struct srv_sandbox *sb, int timeout_ms);
+/* Answer a request cut because sb ended (its timeout, a terminate) or sbxd is stopping;
+ * what names the request in the message ("command", "request"). In h_exec.c. */
+void srv_reply_sandbox_ended (struct srv_sandbox *sb, const char *what, struct srv_reply *r);
 /* 0, -1 if the sandbox is not live (or sbxd stops), -2 if it runs too many execs. */
 int srv_exec_register (struct srv_sandbox *sb, int fd);
 void srv_exec_unregister (struct srv_sandbox *sb, int fd);
