@@ -158,6 +158,32 @@ store_prepare (struct store *st, const char *sql, sqlite3_stmt **out, struct sbx
 }
 
 int
+store_rows_collect (struct store *st, sqlite3_stmt *s, size_t size, store_row_fn row,
+                    void **list, size_t *len, const char *what, struct sbx_err *err)
+{
+  size_t cap = *len;
+  int r;
+  while ((r = sqlite3_step (s)) == SQLITE_ROW)
+    {
+      if (*len == cap)
+        {
+          size_t ncap = cap ? cap * 2 : 16;
+          void *nl = realloc (*list, ncap * size);
+          if (!nl)
+            return sbx_err_sys (err, "%s", what);
+          *list = nl;
+          cap = ncap;
+        }
+      if (row (s, (char *) *list + *len * size, err) < 0)
+        return -1;
+      (*len)++;
+    }
+  if (r != SQLITE_DONE)
+    return store_db_err (st, err, what);
+  return 0;
+}
+
+int
 store_exec_sql (struct store *st, const char *sql, struct sbx_err *err)
 {
   char *msg = NULL;

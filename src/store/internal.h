@@ -16,6 +16,15 @@ int store_db_err (struct store *st, struct sbx_err *err, const char *what);
 /* Prepare a statement (caller finalizes; cleanup_stmt does it). */
 int store_prepare (struct store *st, const char *sql, sqlite3_stmt **out, struct sbx_err *err);
 int store_exec_sql (struct store *st, const char *sql, struct sbx_err *err);
+/* Reads the current row of s into elem, an element of the array being filled; -1 with err
+ * leaves elem with nothing to free. */
+typedef int (*store_row_fn) (sqlite3_stmt *s, void *elem, struct sbx_err *err);
+/* Step s to its end, each row read by row into a new element of the array *list (elements
+ * of size bytes, *len of them, both start NULL and 0; grown as needed). 0, or -1 with err
+ * (what names the query); on failure the *len rows read stay in *list for the caller to
+ * free. Call with st->lock held. */
+int store_rows_collect (struct store *st, sqlite3_stmt *s, size_t size, store_row_fn row,
+                        void **list, size_t *len, const char *what, struct sbx_err *err);
 
 void store_finalizep (sqlite3_stmt **s);
 #define cleanup_stmt __attribute__ ((cleanup (store_finalizep)))

@@ -164,6 +164,14 @@ row_to_key (sqlite3_stmt *s, struct store_key *k)
   k->revoked_at_ms = sqlite3_column_int64 (s, 4);
 }
 
+/* row_to_key as a store_row_fn. */
+static int
+key_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  row_to_key (s, elem);
+  return 0;
+}
+
 #define KEY_COLS "id, account_id, hash, created_at, revoked_at"
 
 int
@@ -200,7 +208,7 @@ store_key_list (struct store *st, const char *account, struct store_key **out, s
   static const char sql[] = "SELECT " KEY_COLS " FROM api_keys WHERE ?1 IS NULL OR"
                             " account_id = ?1 ORDER BY created_at, id";
   struct store_key *list = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -209,26 +217,9 @@ store_key_list (struct store *st, const char *account, struct store_key **out, s
       goto out;
     if (account)
       sqlite3_bind_text (s, 1, account, -1, SQLITE_TRANSIENT);
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (len == cap)
-          {
-            cap = cap ? cap * 2 : 8;
-            struct store_key *nl = realloc (list, cap * sizeof *nl);
-            if (!nl)
-              {
-                sbx_err_sys (err, "list keys");
-                goto out;
-              }
-            list = nl;
-          }
-        row_to_key (s, &list[len++]);
-      }
-    if (r != SQLITE_DONE)
-      store_db_err (st, err, "list keys");
-    else
-      rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof *list, key_row, &rows, &len, "list keys", err);
+    list = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);

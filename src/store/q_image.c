@@ -104,6 +104,13 @@ row_to_image (sqlite3_stmt *s, struct store_image *im, struct sbx_err *err)
   return 0;
 }
 
+/* row_to_image as a store_row_fn. */
+static int
+image_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  return row_to_image (s, elem, err);
+}
+
 int
 store_image_get (struct store *st, const char *id, struct store_image *out, struct sbx_err *err)
 {
@@ -176,37 +183,15 @@ store_image_list (struct store *st, struct store_image **out, size_t *n, struct 
   static const char sql[] = "SELECT " IMAGE_COLS " FROM images ORDER BY created_at, id";
   *out = NULL;
   *n = 0;
-  size_t cap = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
     cleanup_stmt sqlite3_stmt *s = NULL;
     if (store_prepare (st, sql, &s, err) < 0)
       goto out;
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (*n == cap)
-          {
-            cap = cap ? cap * 2 : 16;
-            struct store_image *nl = realloc (*out, cap * sizeof *nl);
-            if (!nl)
-              {
-                sbx_err_sys (err, "list images");
-                goto out;
-              }
-            *out = nl;
-          }
-        if (row_to_image (s, &(*out)[*n], err) < 0)
-          goto out;
-        (*n)++;
-      }
-    if (r != SQLITE_DONE)
-      {
-        store_db_err (st, err, "list images");
-        goto out;
-      }
-    rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof **out, image_row, &rows, n, "list images", err);
+    *out = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);

@@ -199,6 +199,14 @@ row_to_charge (sqlite3_stmt *s, struct store_charge *c)
   c->updated_at_ms = sqlite3_column_int64 (s, 10);
 }
 
+/* row_to_charge as a store_row_fn. */
+static int
+charge_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  row_to_charge (s, elem);
+  return 0;
+}
+
 int
 store_charge_get (struct store *st, int64_t seq, struct store_charge *out, struct sbx_err *err)
 {
@@ -233,7 +241,7 @@ store_charge_list (struct store *st, const char *owner, int limit, struct store_
   static const char sql[] = "SELECT " CHARGE_COLS " FROM charges WHERE ?1 IS NULL OR owner = ?1"
                             " ORDER BY seq DESC LIMIT ?2";
   struct store_charge *list = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -243,26 +251,9 @@ store_charge_list (struct store *st, const char *owner, int limit, struct store_
     if (owner)
       sqlite3_bind_text (s, 1, owner, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int (s, 2, limit);
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (len == cap)
-          {
-            cap = cap ? cap * 2 : 16;
-            struct store_charge *nl = realloc (list, cap * sizeof *nl);
-            if (!nl)
-              {
-                sbx_err_sys (err, "list charges");
-                goto out;
-              }
-            list = nl;
-          }
-        row_to_charge (s, &list[len++]);
-      }
-    if (r != SQLITE_DONE)
-      store_db_err (st, err, "list charges");
-    else
-      rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof *list, charge_row, &rows, &len, "list charges", err);
+    list = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);

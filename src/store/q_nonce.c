@@ -61,6 +61,14 @@ row_to_payment (sqlite3_stmt *s, struct store_payment *p)
   p->created_at_ms = sqlite3_column_int64 (s, 17);
 }
 
+/* row_to_payment as a store_row_fn. */
+static int
+payment_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  row_to_payment (s, elem);
+  return 0;
+}
+
 int
 store_payment_begin (struct store *st, const struct store_payment *p, const char *owner,
                      int64_t now_ms, int64_t *charge_seq, struct store_payment *existing,
@@ -325,7 +333,7 @@ store_payment_list (struct store *st, const char *which, struct store_payment **
   static const char sql[] = "SELECT " PAY_COLS " FROM payments WHERE settlement IS NOT NULL"
                             " AND (?1 IS NULL OR settlement = ?1) ORDER BY created_at, payer";
   struct store_payment *list = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -334,26 +342,9 @@ store_payment_list (struct store *st, const char *which, struct store_payment **
       goto out;
     if (which)
       sqlite3_bind_text (s, 1, which, -1, SQLITE_TRANSIENT);
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (len == cap)
-          {
-            cap = cap ? cap * 2 : 16;
-            struct store_payment *nl = realloc (list, cap * sizeof *nl);
-            if (!nl)
-              {
-                sbx_err_sys (err, "list payments");
-                goto out;
-              }
-            list = nl;
-          }
-        row_to_payment (s, &list[len++]);
-      }
-    if (r != SQLITE_DONE)
-      store_db_err (st, err, "list payments");
-    else
-      rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof *list, payment_row, &rows, &len, "list payments", err);
+    list = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);

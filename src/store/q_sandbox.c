@@ -111,6 +111,13 @@ row_to_sandbox (sqlite3_stmt *s, struct store_sandbox *out, struct sbx_err *err)
   return 0;
 }
 
+/* row_to_sandbox as a store_row_fn. */
+static int
+sandbox_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  return row_to_sandbox (s, elem, err);
+}
+
 int
 store_sandbox_get (struct store *st, const char *id, struct store_sandbox *out,
                    struct sbx_err *err)
@@ -208,7 +215,7 @@ store_sandbox_list_owned (struct store *st, int status, const char *owner,
                             " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2)"
                             " ORDER BY created_at, id";
   struct store_sandbox *list = NULL;
-  size_t len = 0, cap = 0;
+  size_t len = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -219,31 +226,9 @@ store_sandbox_list_owned (struct store *st, int status, const char *owner,
       sqlite3_bind_text (s, 1, store_status_name (status), -1, SQLITE_STATIC);
     if (owner)
       sqlite3_bind_text (s, 2, owner, -1, SQLITE_TRANSIENT);
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (len == cap)
-          {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct store_sandbox *nl = realloc (list, ncap * sizeof *nl);
-            if (!nl)
-              {
-                sbx_err_sys (err, "list sandboxes");
-                goto out;
-              }
-            list = nl;
-            cap = ncap;
-          }
-        if (row_to_sandbox (s, &list[len], err) < 0)
-          goto out;
-        len++;
-      }
-    if (r != SQLITE_DONE)
-      {
-        store_db_err (st, err, "list sandboxes");
-        goto out;
-      }
-    rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof *list, sandbox_row, &rows, &len, "list sandboxes", err);
+    list = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);

@@ -46,6 +46,14 @@ row_to_volume (sqlite3_stmt *s, struct store_volume *v)
   v->created_at_ms = sqlite3_column_int64 (s, 2);
 }
 
+/* row_to_volume as a store_row_fn. */
+static int
+volume_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  row_to_volume (s, elem);
+  return 0;
+}
+
 int
 store_volume_get (struct store *st, const char *name, struct store_volume *out,
                   struct sbx_err *err)
@@ -83,7 +91,6 @@ store_volume_list (struct store *st, struct store_volume **out, size_t *n, struc
 {
   *out = NULL;
   *n = 0;
-  size_t cap = 0;
   int rc = -1;
   pthread_mutex_lock (&st->lock);
   {
@@ -92,28 +99,9 @@ store_volume_list (struct store *st, struct store_volume **out, size_t *n, struc
                        err)
         < 0)
       goto out;
-    int r;
-    while ((r = sqlite3_step (s)) == SQLITE_ROW)
-      {
-        if (*n == cap)
-          {
-            cap = cap ? cap * 2 : 16;
-            struct store_volume *nv = realloc (*out, cap * sizeof *nv);
-            if (!nv)
-              {
-                sbx_err_sys (err, "list volumes");
-                goto out;
-              }
-            *out = nv;
-          }
-        row_to_volume (s, &(*out)[(*n)++]);
-      }
-    if (r != SQLITE_DONE)
-      {
-        store_db_err (st, err, "list volumes");
-        goto out;
-      }
-    rc = 0;
+    void *rows = NULL;
+    rc = store_rows_collect (st, s, sizeof **out, volume_row, &rows, n, "list volumes", err);
+    *out = rows;
   }
 out:
   pthread_mutex_unlock (&st->lock);
