@@ -1,6 +1,6 @@
-/* Shared by the sbx-init unit tests of issue 6 (test_agent_proc.c, test_agent_files.c):
+/* Shared by the sbx-init unit tests (test_agent_exec.c, test_agent_proc.c, test_agent_files.c):
  * start build/sbx-init outside any sandbox on a socket in a temporary directory (as
- * test_agent_exec.c does) and talk the protocol to it. Include after cmocka.h. */
+ * fds 3 and 4 as the runtime hands them) and talk the protocol to it. Include after cmocka.h. */
 #pragma once
 
 #include "proto/proto.h"
