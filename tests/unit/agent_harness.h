@@ -1,6 +1,7 @@
 /* Shared by the sbx-init unit tests (test_agent_exec.c, test_agent_proc.c, test_agent_files.c):
- * start build/sbx-init outside any sandbox on a socket in a temporary directory (as
- * fds 3 and 4 as the runtime hands them) and talk the protocol to it. Include after cmocka.h. */
+ * start build/sbx-init outside any sandbox, with a listening socket in a temporary
+ * directory on fd 3 and a lock file on fd 4 as the runtime hands them, and talk the
+ * protocol to it. Include after cmocka.h. */
 #pragma once
 
 #include "proto/proto.h"
