@@ -135,10 +135,42 @@ static const char *const migrations[] = {
 _Static_assert (sizeof migrations / sizeof migrations[0] == STORE_SCHEMA_VERSION,
                 "one migration per schema version");
 
+/* Open stores, so that a statement can be found in its store's cache from the statement
+ * alone (cleanup_stmt has nothing else). */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store *open_stores;
+
+static struct store_stmt *
+cached_entry (sqlite3_stmt *s)
+{
+  sqlite3 *db = sqlite3_db_handle (s);
+  struct store_stmt *hit = NULL;
+  pthread_mutex_lock (&open_lock);
+  for (struct store *st = open_stores; st && !hit; st = st->next_open)
+    if (st->db == db)
+      for (size_t i = 0; i < st->nstmts; i++)
+        if (st->stmts[i].s == s)
+          {
+            hit = &st->stmts[i];
+            break;
+          }
+  pthread_mutex_unlock (&open_lock);
+  return hit;
+}
+
 void
 store_finalizep (sqlite3_stmt **s)
 {
-  if (*s)
+  if (!*s)
+    return;
+  struct store_stmt *e = cached_entry (*s);
+  if (e)
+    {
+      sqlite3_reset (*s); /* ends its read, keeps it compiled */
+      sqlite3_clear_bindings (*s);
+      e->in_use = 0;
+    }
+  else
     sqlite3_finalize (*s);
   *s = NULL;
 }
@@ -152,8 +184,28 @@ store_db_err (struct store *st, struct sbx_err *err, const char *what)
 int
 store_prepare (struct store *st, const char *sql, sqlite3_stmt **out, struct sbx_err *err)
 {
-  if (sqlite3_prepare_v2 (st->db, sql, -1, out, NULL) != SQLITE_OK)
+  for (size_t i = 0; i < st->nstmts; i++)
+    if (!strcmp (st->stmts[i].sql, sql))
+      {
+        if (st->stmts[i].in_use)
+          break; /* the same query twice at once: the second gets its own statement */
+        st->stmts[i].in_use = 1;
+        *out = st->stmts[i].s;
+        return 0;
+      }
+  int cache = st->nstmts < STORE_STMT_CACHE;
+  if (sqlite3_prepare_v3 (st->db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, out, NULL)
+      != SQLITE_OK)
     return store_db_err (st, err, "prepare statement");
+  if (cache)
+    {
+      for (size_t i = 0; i < st->nstmts; i++)
+        if (!strcmp (st->stmts[i].sql, sql))
+          return 0; /* in use: this copy stays uncached and is finalized after use */
+      pthread_mutex_lock (&open_lock); /* cached_entry reads the array */
+      st->stmts[st->nstmts++] = (struct store_stmt){ .sql = sql, .s = *out, .in_use = 1 };
+      pthread_mutex_unlock (&open_lock);
+    }
   return 0;
 }
 
@@ -252,6 +304,11 @@ store_open (const char *path, struct store **out, struct sbx_err *err)
   if (!st)
     return sbx_err_sys (err, "allocate store");
   pthread_mutex_init (&st->lock, NULL);
+  /* registered before the first statement (migrations prepare some) */
+  pthread_mutex_lock (&open_lock);
+  st->next_open = open_stores;
+  open_stores = st;
+  pthread_mutex_unlock (&open_lock);
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX
               | SQLITE_OPEN_NOFOLLOW;
   if (sqlite3_open_v2 (path, &st->db, flags, NULL) != SQLITE_OK)
@@ -280,6 +337,16 @@ store_close (struct store *st)
 {
   if (!st)
     return;
+  pthread_mutex_lock (&open_lock);
+  for (struct store **p = &open_stores; *p; p = &(*p)->next_open)
+    if (*p == st)
+      {
+        *p = st->next_open;
+        break;
+      }
+  pthread_mutex_unlock (&open_lock);
+  for (size_t i = 0; i < st->nstmts; i++)
+    sqlite3_finalize (st->stmts[i].s);
   if (st->db)
     sqlite3_close (st->db);
   pthread_mutex_destroy (&st->lock);
