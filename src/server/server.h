@@ -3,13 +3,14 @@
  *
  * Threads: libmicrohttpd runs one thread per connection; a handler may block (an exec
  * waits for its command) without holding up other requests. One supervisor thread owns
- * sandbox lifetimes (epoll over pidfds, timerfds and an eventfd). Sandbox objects are
+ * sandbox lifetimes (epoll over pidfds, one timerfd and an eventfd). Sandbox objects are
  * reference-counted so that destroy never races an exec. */
 #pragma once
 
 #include "../common/common.h"
 #include "../store/store.h"
 #include "../billing/billing.h"
+#include "deadlines.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -254,7 +255,7 @@ struct srv_sandbox {
   int end_code;                /* SBX_E_TERMINATED or SBX_E_TIMEOUT once ending */
   char reason[128];
   int64_t expires_at_ms;
-  int timerfd;
+  struct srv_deadline deadline; /* in srv->deadlines while live, under srv->lock */
   struct srv_env env;          /* create-time env, immutable */
   char *workdir;               /* create-time workdir, immutable */
   int exec_fds[SRV_EXECS_PER_SANDBOX]; /* connections of execs in flight, under srv->lock */
@@ -262,7 +263,7 @@ struct srv_sandbox {
   struct srv_sandbox *next;    /* registry list */
   struct srv_sandbox *hnext;   /* registry hash chain (srv->by_id) */
   struct srv_sandbox *next_destroy;
-  struct { int kind; struct srv_sandbox *sb; } ev_pid, ev_timer;
+  struct { int kind; struct srv_sandbox *sb; } ev_pid;
   /* warm pool (pool.c), under srv->lock: SRV_POOL_* state, key index, pool list link */
   int pooled;
   int pool_key;
@@ -293,6 +294,9 @@ struct srv {
   struct srv_sandbox *destroy_q;
   int epfd;
   int evfd;
+  int timerfd;                 /* CLOCK_REALTIME, armed at the earliest deadline */
+  int64_t timer_armed_ms;      /* what timerfd is armed at; 0: disarmed. Under lock */
+  struct srv_deadlines deadlines; /* every live sandbox's end of life (or recycle time) */
   pthread_t thread;
   int running;
   int stopping;
@@ -332,7 +336,7 @@ void srv_exec_unregister (struct srv_sandbox *sb, int fd);
 int srv_live_count (struct srv *s);
 /* Cut every exec in flight (shutdown). */
 void srv_cut_all_execs (struct srv *s);
-/* Move a sandbox's end of life (re-arms its timer). */
+/* Move a sandbox's end of life (re-arms the supervisor's timer if it is the earliest). */
 int srv_sandbox_set_expiry (struct srv_sandbox *sb, int64_t expires_at_ms, struct sbx_err *err);
 
 /* ---- warm pool (pool.c) ---- */

@@ -3,9 +3,11 @@
  * Every sandbox with a host presence is in srv->live with one "registry" reference; HTTP
  * threads take more references while they use it. One thread owns lifetimes: an epoll
  * loop over each sandbox's pidfd (PID 1 gone: crashed, out of memory, or the end of a
- * kill we asked for), a CLOCK_REALTIME timerfd at expires_at (so the deadline survives an
- * sbxd restart unchanged), and an eventfd that wakes it to destroy sandboxes whose last
- * reference was dropped by another thread. Killing is immediate (any thread); cleanup
+ * kill we asked for), ONE CLOCK_REALTIME timerfd armed at the earliest deadline of all
+ * sandboxes (deadlines.c; an absolute wall-clock time, so a deadline survives an sbxd
+ * restart unchanged; an fd per sandbox would cap density at RLIMIT_NOFILE), and an
+ * eventfd that wakes it to destroy sandboxes whose last reference was dropped by another
+ * thread. Killing is immediate (any thread); cleanup
  * (rt_sandbox_destroy) happens once PID 1 is gone and nobody uses the handle. */
 #include "server.h"
 #include "../runtime/runtime.h"
@@ -23,13 +25,14 @@
 
 enum { EV_PID = 1, EV_TIMER = 2, EV_WAKE = 3 };
 static int wake_tag = EV_WAKE;
+static int timer_tag = EV_TIMER;
 
 int
 srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err)
 {
   memset (s, 0, sizeof *s);
   s->cfg = *cfg;
-  s->epfd = s->evfd = -1;
+  s->epfd = s->evfd = s->timerfd = -1;
   pthread_mutex_init (&s->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init (&ca);
@@ -45,7 +48,41 @@ srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err)
   struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &wake_tag };
   if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) < 0)
     return sbx_err_sys (err, "epoll_ctl eventfd");
+  s->timerfd = timerfd_create (CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (s->timerfd < 0)
+    return sbx_err_sys (err, "timerfd_create");
+  struct epoll_event et = { .events = EPOLLIN, .data.ptr = &timer_tag };
+  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, s->timerfd, &et) < 0)
+    return sbx_err_sys (err, "epoll_ctl timerfd");
   return 0;
+}
+
+/* Under s->lock: arm the timer at the earliest deadline (or disarm it when there is
+ * none). Done under the lock so that two threads cannot leave it armed at a stale time.
+ * An absolute time already past fires at once. */
+static int
+arm_locked (struct srv *s, struct sbx_err *err)
+{
+  struct srv_deadline *first = srv_deadlines_first (&s->deadlines);
+  int64_t at = first ? (first->at_ms > 0 ? first->at_ms : 1) : 0;
+  if (at == s->timer_armed_ms)
+    return 0;
+  struct itimerspec its = { 0 };
+  its.it_value.tv_sec = at / 1000;
+  its.it_value.tv_nsec = (at % 1000) * 1000000;
+  if (timerfd_settime (s->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+    return sbx_err_sys (err, "timerfd_settime");
+  s->timer_armed_ms = at;
+  return 0;
+}
+
+/* Under s->lock: queue (or move) sb's deadline and re-arm if it is now the earliest. */
+static int
+set_deadline_locked (struct srv *s, struct srv_sandbox *sb, int64_t at_ms, struct sbx_err *err)
+{
+  if (srv_deadlines_set (&s->deadlines, &sb->deadline, at_ms) < 0)
+    return sbx_err_sys (err, "queue sandbox deadline");
+  return arm_locked (s, err);
 }
 
 static void
@@ -124,8 +161,6 @@ unregister_locked (struct srv *s, struct srv_sandbox *sb)
 static void
 sandbox_free (struct srv_sandbox *sb)
 {
-  if (sb->timerfd >= 0)
-    close (sb->timerfd);
   for (int i = 0; i < sb->n_idle; i++)
     close (sb->idle_fds[i]);
   srv_env_free (&sb->env);
@@ -159,27 +194,16 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
   workdir = NULL;
   sb->ev_pid.kind = EV_PID;
   sb->ev_pid.sb = sb;
-  sb->ev_timer.kind = EV_TIMER;
-  sb->ev_timer.sb = sb;
   sb->pool_key = pool_key;
   sb->pooled = pool_key >= 0 ? SRV_POOL_READY : SRV_POOL_NO;
-  sb->timerfd = timerfd_create (CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
-  if (sb->timerfd < 0)
-    {
-      sbx_err_sys (err, "timerfd_create");
-      goto fail;
-    }
-  struct itimerspec its = { 0 };
-  int64_t at = expires_at_ms > 0 ? expires_at_ms : 1;
-  its.it_value.tv_sec = at / 1000;
-  its.it_value.tv_nsec = (at % 1000) * 1000000;
-  /* An absolute time already past fires at once: the sandbox is then ended at once. */
-  if (timerfd_settime (sb->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-    {
-      sbx_err_sys (err, "timerfd_settime");
-      goto fail;
-    }
   pthread_mutex_lock (&s->lock);
+  /* A deadline already past fires at once: the sandbox is then ended at once. */
+  if (set_deadline_locked (s, sb, expires_at_ms, err) < 0)
+    {
+      srv_deadlines_remove (&s->deadlines, &sb->deadline);
+      pthread_mutex_unlock (&s->lock);
+      goto fail;
+    }
   sb->next = s->live;
   s->live = sb;
   s->n_live++;
@@ -197,13 +221,13 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
   pthread_mutex_unlock (&s->lock);
   /* Registered before it is watched: the supervisor may end it the moment it is added. */
   struct epoll_event ep = { .events = EPOLLIN, .data.ptr = &sb->ev_pid };
-  struct epoll_event et = { .events = EPOLLIN, .data.ptr = &sb->ev_timer };
   if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, rt_sandbox_pidfd (rt), &ep) < 0)
     {
       /* Nothing watches it, so no event can refer to it: undo here. */
       int e = errno;
       pthread_mutex_lock (&s->lock);
       unregister_locked (s, sb);
+      srv_deadlines_remove (&s->deadlines, &sb->deadline);
       if (sb->pooled)
         srv_pool_gone_locked (s, sb);
       pthread_mutex_unlock (&s->lock);
@@ -212,14 +236,6 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
       sandbox_free (sb);
       rt_sandbox_destroy (rt);
       return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox: %s", strerror (e));
-    }
-  if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, sb->timerfd, &et) < 0)
-    {
-      /* Its lifetime cannot be enforced: end it; the pidfd event cleans up as usual. */
-      int e = errno;
-      LOG_ERROR ("watch lifetime of sandbox %s: %s", sb->id, strerror (e));
-      srv_sandbox_end (sb, SBX_E_TERMINATED, "sbxd could not supervise it");
-      return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox lifetime: %s", strerror (e));
     }
   return 0;
 fail:
@@ -258,16 +274,14 @@ int
 srv_sandbox_set_expiry (struct srv_sandbox *sb, int64_t expires_at_ms, struct sbx_err *err)
 {
   struct srv *s = sb->srv;
+  int rc = 0;
   pthread_mutex_lock (&s->lock);
   sb->expires_at_ms = expires_at_ms;
+  /* A dead sandbox left the heap for good (it is about to be freed). */
+  if (sb->state != SRV_SB_DEAD)
+    rc = set_deadline_locked (s, sb, expires_at_ms, err);
   pthread_mutex_unlock (&s->lock);
-  struct itimerspec its = { 0 };
-  int64_t at = expires_at_ms > 0 ? expires_at_ms : 1;
-  its.it_value.tv_sec = at / 1000;
-  its.it_value.tv_nsec = (at % 1000) * 1000000;
-  if (timerfd_settime (sb->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
-    return sbx_err_sys (err, "timerfd_settime");
-  return 0;
+  return rc;
 }
 
 struct srv_sandbox *
@@ -410,19 +424,57 @@ static void
 on_exit_of (struct srv *s, struct srv_sandbox *sb)
 {
   epoll_ctl (s->epfd, EPOLL_CTL_DEL, rt_sandbox_pidfd (sb->rt), NULL);
-  epoll_ctl (s->epfd, EPOLL_CTL_DEL, sb->timerfd, NULL);
   /* Not ended by us: it crashed, or the OOM killer took PID 1. */
   const char *why = rt_sandbox_oom_killed (sb->rt) ? "out of memory" : "sandbox crashed";
   srv_sandbox_end (sb, SBX_E_TERMINATED, why);
   pthread_mutex_lock (&s->lock);
   sb->state = SRV_SB_DEAD;
   unregister_locked (s, sb);
+  /* If it was the earliest, the timer fires for nothing and is re-armed then. */
+  srv_deadlines_remove (&s->deadlines, &sb->deadline);
   if (sb->pooled)
     srv_pool_gone_locked (s, sb);
   srv_pool_kick_locked (s); /* a slot is free: the pool may refill */
   pthread_cond_broadcast (&s->ended);
   pthread_mutex_unlock (&s->lock);
   srv_sandbox_put (sb); /* the registry's reference */
+}
+
+/* The timer fired: end every sandbox whose deadline has come (recycle the pool members
+ * among them), earliest first, then arm the timer at the next deadline. */
+static void
+on_timer (struct srv *s)
+{
+  uint64_t v;
+  /* EAGAIN: re-armed meanwhile; what is due is found below all the same. */
+  if (read (s->timerfd, &v, sizeof v) < 0 && errno != EAGAIN)
+    LOG_WARN ("read timerfd: %s", strerror (errno));
+  for (;;)
+    {
+      pthread_mutex_lock (&s->lock);
+      /* Whatever it was armed at has fired (or was re-armed): arm again below. */
+      s->timer_armed_ms = 0;
+      struct srv_deadline *d = srv_deadlines_pop_due (&s->deadlines, sbx_now_ms ());
+      if (!d)
+        {
+          struct sbx_err err = { 0 };
+          if (arm_locked (s, &err) < 0)
+            LOG_ERROR ("supervisor timer: %s", err.msg); /* cannot happen with valid times */
+          pthread_mutex_unlock (&s->lock);
+          return;
+        }
+      /* Only the supervisor frees a registered sandbox, so sb stays valid unlocked. */
+      struct srv_sandbox *sb
+          = (struct srv_sandbox *) ((char *) d - offsetof (struct srv_sandbox, deadline));
+      int pooled = sb->pooled;
+      pthread_mutex_unlock (&s->lock);
+      if (pooled == SRV_POOL_READY)
+        srv_pool_recycle (s, sb);
+      /* A member being claimed keeps living: the claim gives it its lifetime (which queues
+       * its deadline again). A dying member is already on its way out. */
+      else if (pooled == SRV_POOL_NO)
+        srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
+    }
 }
 
 static void
@@ -471,27 +523,7 @@ supervisor_main (void *arg)
                 LOG_WARN ("read eventfd: %s", strerror (errno));
             }
           else if (kind == EV_TIMER)
-            {
-              struct srv_sandbox *sb
-                  = (struct srv_sandbox *) ((char *) evs[i].data.ptr
-                                            - offsetof (struct srv_sandbox, ev_timer));
-              uint64_t v;
-              if (read (sb->timerfd, &v, sizeof v) < 0)
-                {
-                  if (errno != EAGAIN)
-                    LOG_WARN ("read timerfd: %s", strerror (errno));
-                  continue; /* re-armed meanwhile (a pool member was claimed) */
-                }
-              pthread_mutex_lock (&s->lock);
-              int pooled = sb->pooled;
-              int64_t exp = sb->expires_at_ms;
-              pthread_mutex_unlock (&s->lock);
-              if (pooled == SRV_POOL_READY)
-                srv_pool_recycle (s, sb);
-              /* A claimed member's old recycle time may fire just as the claim moves it. */
-              else if (pooled == SRV_POOL_NO && sbx_now_ms () + 5 >= exp)
-                srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
-            }
+            on_timer (s);
           else if (kind == EV_PID)
             {
               struct srv_sandbox *sb
