@@ -145,7 +145,9 @@ rt_sandbox_teardown (struct rt_sandbox *sb)
     }
   int64_t t2 = sbx_mono_ns ();
   remove_run_dir (sb);
-  sbx_closep (&sb->lock_fd); /* the uid range is free once sbx-init's copy is gone too */
+  /* Only after a failed spawn: the uid range is free once sbx-init's copy (if it got one)
+   * is gone too and the cgroup is empty (uidrange.c). */
+  sbx_closep (&sb->lock_fd);
   int64_t t3 = sbx_mono_ns ();
   LOG_DEBUG ("sandbox %s: destroyed in %.2f ms (kill+wait %.2f, cgroup %.2f, run dir %.2f)",
              sb->id, (t3 - t0) / 1e6, (t1 - t0) / 1e6, (t2 - t1) / 1e6, (t3 - t2) / 1e6);
@@ -174,7 +176,7 @@ rt_sandbox_release (struct rt_sandbox *sb)
   sbx_closep (&sb->scratch_fd);
   if (sb->have_cgroup)
     sbx_closep (&sb->cg.dirfd);
-  /* sbx-init holds its own copy of the uid slot lock, so the range stays reserved. */
+  /* sbx-init holds the uid slot lock, so the range stays reserved. */
   sbx_closep (&sb->lock_fd);
   free (sb);
 }
@@ -325,7 +327,7 @@ rt_sandbox_adopt (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
   if (!sb)
     return sbx_err_sys (err, "adopt sandbox: calloc");
   sb->pidfd = -1;
-  sb->lock_fd = -1; /* sbx-init holds the uid slot lock (fd 4) */
+  sb->lock_fd = -1; /* sbx-init holds the uid slot lock (fd 4), as after a spawn */
   sb->cg.dirfd = -1;
   sb->scratch_fd = -1; /* the scratch clone died with the sbxd that spawned it */
   if (adopt (sb, spec, err) < 0)

@@ -367,7 +367,8 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
     return -1;
 
   uint32_t slot;
-  if (rt_uid_slot_claim (spec->state_dir, &sb->lock_fd, &slot, err) < 0)
+  if (rt_uid_slot_claim (spec->state_dir, RT_CGROUP_ROOT, spec->id, &sb->lock_fd, &slot, err)
+      < 0)
     return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_UID_RANGE));
   sb->uid_base = rt_uid_slot_base (slot);
 
@@ -514,6 +515,10 @@ rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
       err->code = saved_code;
       return sbx_err_wrap (err, "create sandbox %s", spec && spec->id ? spec->id : "?");
     }
+  /* sbx-init holds the uid slot lock now (fd 4): no fd per sandbox stays in sbxd. The slot
+   * remains claimed after sbx-init is gone until the sandbox's cgroup is empty
+   * (uidrange.c), so teardown needs no lock of its own. */
+  sbx_closep (&sb->lock_fd);
   *out = sb;
   return 0;
 }

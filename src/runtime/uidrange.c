@@ -1,20 +1,76 @@
 /* uid range slots: one flock'ed file per slot under <state_dir>/uids/. The lock is tied to
- * an open file description, so it lives exactly as long as some process (sbxd's handle,
- * then sbx-init's fd 4) holds it, and a crashed sbxd or a dead sandbox frees its range
- * without any bookkeeping. Lock files are never unlinked: unlinking a lock file races
- * with another claimer that already opened it. */
+ * an open file description, so it lives exactly as long as some process holds it, and a
+ * crashed sbxd or a dead sandbox frees its range without any bookkeeping. Lock files are
+ * never unlinked: unlinking a lock file races with another claimer that already opened
+ * it.
+ *
+ * Who holds the lock: the spawner until the spawn succeeded, then only sbx-init (its fd
+ * 4); sbxd keeps no fd per sandbox (that would cap density at RLIMIT_NOFILE). The flock
+ * alone would free the slot too early: the kernel closes PID 1's files in do_exit
+ * *before* it kills and waits for the rest of its pid namespace, so for a moment the
+ * other processes of the sandbox still run with the range's uids while the lock is free
+ * (on a terminate, a timeout, or PID 1 dying on its own). So a claimer also writes its
+ * sandbox id into the lock file, and a slot whose lock is free counts as free only once
+ * the cgroup of the sandbox named there has no task left. Sandbox processes cannot leave
+ * their cgroup, so an empty (or removed) cgroup means nothing runs with those uids. */
 #include "internal.h"
+#include "cgroup.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <unistd.h>
 
+/* 1 if the sandbox that last held the slot (named in the lock file) has a task left. */
+static int
+previous_still_running (int fd, const char *cg_root)
+{
+  char id[SBX_ID_MAX];
+  ssize_t n = pread (fd, id, sizeof id - 1, 0);
+  if (n <= 0)
+    return 0; /* never used */
+  id[n] = '\0';
+  id[strcspn (id, "\n")] = '\0';
+  struct rt_cgroup cg;
+  struct sbx_err ignored;
+  if (!sbx_id_valid (id, "sb") || rt_cgroup_init (&cg, cg_root, id, &ignored) < 0)
+    return 0;
+  return !cg.ops->is_empty (&cg);
+}
+
 int
-rt_uid_slot_claim (const char *state_dir, int *lock_fd, uint32_t *slot, struct sbx_err *err)
+rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id, int *lock_fd,
+                 struct sbx_err *err)
+{
+  char name[32];
+  snprintf (name, sizeof name, "%u.lock", slot);
+  cleanup_close int fd = openat (dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return sbx_err_sys (err, "open uid slot lock '%s'", name);
+  if (flock (fd, LOCK_EX | LOCK_NB) < 0)
+    {
+      if (errno == EWOULDBLOCK)
+        return 0;
+      return sbx_err_sys (err, "flock uid slot lock '%s'", name);
+    }
+  if (previous_still_running (fd, cg_root))
+    return 0; /* its sandbox is being torn down; closing fd drops our lock */
+  /* Ours now: name the sandbox for the claimers after it (see above). */
+  char line[SBX_ID_MAX + 1];
+  int len = snprintf (line, sizeof line, "%s\n", id);
+  if (ftruncate (fd, 0) < 0 || pwrite (fd, line, (size_t) len, 0) != len)
+    return sbx_err_sys (err, "write uid slot lock '%s'", name);
+  *lock_fd = sbx_steal_fd (&fd);
+  return 1;
+}
+
+int
+rt_uid_slot_claim (const char *state_dir, const char *cg_root, const char *id, int *lock_fd,
+                   uint32_t *slot, struct sbx_err *err)
 {
   char dir[PATH_MAX];
   if (snprintf (dir, sizeof dir, "%s/uids", state_dir) >= (int) sizeof dir)
@@ -37,23 +93,13 @@ rt_uid_slot_claim (const char *state_dir, int *lock_fd, uint32_t *slot, struct s
   for (uint32_t i = 0; i < RT_UID_SLOTS; i++)
     {
       uint32_t s = (start + i) % RT_UID_SLOTS;
-      char name[32];
-      snprintf (name, sizeof name, "%u.lock", s);
-      int fd = openat (dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-      if (fd < 0)
-        return sbx_err_sys (err, "open '%s/%s'", dir, name);
-      if (flock (fd, LOCK_EX | LOCK_NB) == 0)
+      int r = rt_uid_slot_try (dfd, s, cg_root, id, lock_fd, err);
+      if (r < 0)
+        return sbx_err_wrap (err, "uid slots '%s'", dir);
+      if (r == 1)
         {
-          *lock_fd = fd;
           *slot = s;
           return 0;
-        }
-      int e = errno;
-      close (fd);
-      if (e != EWOULDBLOCK)
-        {
-          errno = e;
-          return sbx_err_sys (err, "flock '%s/%s'", dir, name);
         }
     }
   return sbx_err_set (err, SBX_E_CAPACITY, 0, "no free uid range (%u in use)", RT_UID_SLOTS);

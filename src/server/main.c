@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,6 +157,49 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
   return srv_config_money_check (c, err);
 }
 
+/* What sbxd holds open per sandbox: its pidfd and the scratch mount (snapshot, diff),
+ * and one connection to its sbx-init (a pool member's, or the idle one a used sandbox
+ * keeps for its next exec). Lifetimes share one timer and the uid slot lock stays with
+ * sbx-init, so nothing else (docs/runtime.md, "fds and density"). */
+#define FDS_PER_SANDBOX 3
+/* Per HTTP connection: its socket, and an sbx-init connection while it runs an exec. */
+#define FDS_PER_CONNECTION 2
+#define FDS_BASE 64 /* database, epoll, eventfd, timerfd, listening socket, logs... */
+
+/* Use the whole hard limit of open files (the soft one is often 1024), and say at start
+ * when --max-sandboxes cannot fit in it: past it creates would fail with EMFILE. */
+static void
+raise_nofile (const struct srv_config *c)
+{
+  struct rlimit rl;
+  if (getrlimit (RLIMIT_NOFILE, &rl) < 0)
+    return;
+  if (rl.rlim_cur < rl.rlim_max)
+    {
+      struct rlimit want = { rl.rlim_max, rl.rlim_max };
+      if (setrlimit (RLIMIT_NOFILE, &want) == 0)
+        rl = want;
+      else
+        LOG_WARN ("raise RLIMIT_NOFILE to %llu: %s", (unsigned long long) rl.rlim_max,
+                  strerror (errno));
+    }
+  if (rl.rlim_cur == RLIM_INFINITY)
+    return;
+  uint64_t fixed = (uint64_t) c->connection_limit * FDS_PER_CONNECTION + FDS_BASE;
+  uint64_t need = (uint64_t) c->max_sandboxes * FDS_PER_SANDBOX + fixed;
+  if (need > rl.rlim_cur)
+    {
+      uint64_t fit = rl.rlim_cur > fixed ? (rl.rlim_cur - fixed) / FDS_PER_SANDBOX : 0;
+      LOG_WARN ("--max-sandboxes %d needs about %llu open files (%d per sandbox + %llu for "
+                "%d connections) but RLIMIT_NOFILE is %llu (the hard limit; raising it "
+                "needs CAP_SYS_RESOURCE): about %llu sandboxes fit, creates past that fail "
+                "with \"Too many open files\"",
+                c->max_sandboxes, (unsigned long long) need, FDS_PER_SANDBOX,
+                (unsigned long long) fixed, c->connection_limit,
+                (unsigned long long) rl.rlim_cur, (unsigned long long) fit);
+    }
+}
+
 static void
 default_init_path (struct srv_config *c)
 {
@@ -176,6 +220,7 @@ main (int argc, char **argv)
     }
   sbx_log_set_level (cfg.log_level);
   default_init_path (&cfg);
+  raise_nofile (&cfg);
   if (!srv_config_is_loopback (&cfg) && !cfg.auth)
     {
       fprintf (stderr, "sbxd: refusing to listen on %s: authentication is off, so only a "

@@ -1,4 +1,5 @@
-/* uid range slots: distinct while held, base arithmetic, freed when the lock fd closes. */
+/* uid range slots: distinct while held, base arithmetic, freed when the lock fd closes,
+ * but not while the cgroup of the sandbox that held it still has a task (a fake v1 tree). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,16 +11,22 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[64];
+static char cgroot[96]; /* a fake cgroup v1 root: no controller until a test makes one */
 
 static int
 setup (void **state)
 {
   snprintf (dir, sizeof dir, "/tmp/sbx-test-uid-XXXXXX");
-  return mkdtemp (dir) ? 0 : -1;
+  if (!mkdtemp (dir))
+    return -1;
+  snprintf (cgroot, sizeof cgroot, "%s/cg", dir);
+  return mkdir (cgroot, 0755);
 }
 
 static int
@@ -47,7 +54,9 @@ test_distinct_while_held (void **state)
   struct sbx_err err = { 0 };
   for (int i = 0; i < N; i++)
     {
-      assert_int_equal (rt_uid_slot_claim (dir, &fds[i], &slots[i], &err), 0);
+      char id[SBX_ID_MAX];
+      assert_int_equal (sbx_id_new ("sb", id), 0);
+      assert_int_equal (rt_uid_slot_claim (dir, cgroot, id, &fds[i], &slots[i], &err), 0);
       assert_true (slots[i] < RT_UID_SLOTS);
       assert_true (fcntl (fds[i], F_GETFD) & FD_CLOEXEC);
       for (int j = 0; j < i; j++)
@@ -67,12 +76,61 @@ test_distinct_while_held (void **state)
     close (fds[i]);
 }
 
+static void
+put (const char *path, const char *text)
+{
+  FILE *f = fopen (path, "w");
+  assert_non_null (f);
+  fputs (text, f);
+  fclose (f);
+}
+
+/* The lock alone is released before the rest of a sandbox is dead (PID 1's files close
+ * first): the slot stays busy while the cgroup of the sandbox named in it has a task. */
+static void
+test_busy_until_old_cgroup_is_empty (void **state)
+{
+  char a[SBX_ID_MAX], b[SBX_ID_MAX], path[256];
+  assert_int_equal (sbx_id_new ("sb", a), 0);
+  assert_int_equal (sbx_id_new ("sb", b), 0);
+  snprintf (path, sizeof path, "%s/uids", dir);
+  assert_int_equal (mkdir (path, 0700), 0);
+  int dfd = open (path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true (dfd >= 0);
+  struct sbx_err err = { 0 };
+  int fd = -1, fd2 = -1;
+  assert_int_equal (rt_uid_slot_try (dfd, 7, cgroot, a, &fd, &err), 1);
+  assert_int_equal (rt_uid_slot_try (dfd, 7, cgroot, b, &fd2, &err), 0); /* locked */
+  /* Sandbox a's PID 1 is gone (lock released), one of its processes is still dying. */
+  char cg[256];
+  snprintf (cg, sizeof cg, "%s/pids/sbx/%s", cgroot, a);
+  assert_int_equal (sbx_mkdir_p (cg, 0755), 0);
+  snprintf (path, sizeof path, "%s/cgroup.procs", cg);
+  put (path, "4242\n");
+  close (fd);
+  assert_int_equal (rt_uid_slot_try (dfd, 7, cgroot, b, &fd2, &err), 0);
+  assert_int_equal (fd2, -1);
+  /* Its cgroup is empty: the slot is free and now names b. */
+  put (path, "");
+  assert_int_equal (rt_uid_slot_try (dfd, 7, cgroot, b, &fd2, &err), 1);
+  char buf[64] = { 0 };
+  assert_true (pread (fd2, buf, sizeof buf - 1, 0) > 0);
+  assert_int_equal (strncmp (buf, b, strlen (b)), 0);
+  assert_int_equal (buf[strlen (b)], '\n');
+  close (fd2);
+  /* b's cgroup never existed (or was removed): free. */
+  assert_int_equal (rt_uid_slot_try (dfd, 7, cgroot, a, &fd, &err), 1);
+  close (fd);
+  close (dfd);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_base),
     cmocka_unit_test_setup_teardown (test_distinct_while_held, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_busy_until_old_cgroup_is_empty, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
