@@ -658,8 +658,8 @@ def cmd_density(args, images):
                                 if args.pool_args else []).start())
         nofile = resource.prlimit(daemons[0].proc.pid, resource.RLIMIT_NOFILE)[0]
         lim["sbxd RLIMIT_NOFILE"] = str(nofile)
-        if max(share) * 4 + 64 > nofile:
-            log(f"density: sbxd may run out of fds: it holds ~4 per sandbox and "
+        if max(share) * 3 + 64 > nofile:
+            log(f"density: sbxd may run out of fds: it holds 2-3 per sandbox and "
                 f"RLIMIT_NOFILE is {nofile} (raising the hard limit needs CAP_SYS_RESOURCE)")
         time.sleep(0.5)
         st0, mi0 = sum_status(daemons), meminfo()
