@@ -223,18 +223,19 @@ sandbox_add (struct srv *s, struct rt_sandbox *rt, int64_t expires_at_ms, struct
   struct epoll_event ep = { .events = EPOLLIN, .data.ptr = &sb->ev_pid };
   if (epoll_ctl (s->epfd, EPOLL_CTL_ADD, rt_sandbox_pidfd (rt), &ep) < 0)
     {
-      /* Nothing watches it, so no event can refer to it: undo here. */
+      /* Nothing watches its PID 1: take it out as on_exit_of would. Its deadline or a
+       * request may hold a reference meanwhile, so the last put destroys it. */
       int e = errno;
       pthread_mutex_lock (&s->lock);
+      sb->state = SRV_SB_DEAD;
       unregister_locked (s, sb);
       srv_deadlines_remove (&s->deadlines, &sb->deadline);
       if (sb->pooled)
         srv_pool_gone_locked (s, sb);
+      pthread_cond_broadcast (&s->ended);
       pthread_mutex_unlock (&s->lock);
       LOG_ERROR ("watch sandbox %s: %s", sb->id, strerror (e));
-      sb->rt = NULL;
-      sandbox_free (sb);
-      rt_sandbox_destroy (rt);
+      srv_sandbox_put (sb); /* the registry's */
       return sbx_err_set (err, SBX_E_INTERNAL, e, "watch sandbox: %s", strerror (e));
     }
   return 0;
@@ -463,9 +464,9 @@ on_timer (struct srv *s)
           pthread_mutex_unlock (&s->lock);
           return;
         }
-      /* Only the supervisor frees a registered sandbox, so sb stays valid unlocked. */
       struct srv_sandbox *sb
           = (struct srv_sandbox *) ((char *) d - offsetof (struct srv_sandbox, deadline));
+      sb->refs++; /* used unlocked below */
       int pooled = sb->pooled;
       pthread_mutex_unlock (&s->lock);
       if (pooled == SRV_POOL_READY)
@@ -474,6 +475,7 @@ on_timer (struct srv *s)
        * its deadline again). A dying member is already on its way out. */
       else if (pooled == SRV_POOL_NO)
         srv_sandbox_end (sb, SBX_E_TIMEOUT, "timeout");
+      srv_sandbox_put (sb);
     }
 }
 
