@@ -1,0 +1,52 @@
+"""sbxd and its open-files limit (docs/runtime.md, "fds and density"): it raises the soft
+RLIMIT_NOFILE to the hard limit at start, and warns when --max-sandboxes cannot fit."""
+import shutil
+import signal
+import subprocess
+import time
+
+import requests
+
+from .conftest import SBX_INIT, SBXD_BIN, free_port, make_state_dir
+
+
+def run_sbxd(nofile, max_sandboxes):
+    """Start sbxd under `prlimit --nofile=SOFT:HARD`; return (soft limit it runs with, log)."""
+    state, port = make_state_dir(), free_port()
+    log_path = state / "sbxd.log"
+    with open(log_path, "wb") as log:
+        p = subprocess.Popen(["prlimit", f"--nofile={nofile}", SBXD_BIN, "--listen",
+                              f"127.0.0.1:{port}", "--state-dir", str(state), "--init",
+                              str(SBX_INIT), "--no-prepare-image", "--pool-size", "0",
+                              "--max-sandboxes", str(max_sandboxes)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert p.poll() is None, log_path.read_text()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        with open(f"/proc/{p.pid}/limits") as f:
+            soft = next(int(line.split()[3]) for line in f if line.startswith("Max open files"))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    text = log_path.read_text()
+    shutil.rmtree(state, ignore_errors=True)
+    return soft, text
+
+
+def test_soft_limit_raised_and_too_many_sandboxes_warned():
+    soft, log = run_sbxd("256:4096", 5000)
+    assert soft == 4096
+    assert "--max-sandboxes 5000 needs about" in log and "RLIMIT_NOFILE is 4096" in log, log
+
+
+def test_no_warning_when_it_fits():
+    soft, log = run_sbxd("256:4096", 500)
+    assert soft == 4096
+    assert "RLIMIT_NOFILE" not in log, log
