@@ -50,3 +50,36 @@ def test_no_warning_when_it_fits():
     soft, log = run_sbxd("256:4096", 500)
     assert soft == 4096
     assert "RLIMIT_NOFILE" not in log, log
+
+
+def fd_targets(pid):
+    import os
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
+def test_no_timer_or_uid_lock_fd_per_sandbox(own_sbxd):
+    # No pool: a refill in flight holds the lock of the slot it is claiming, legitimately.
+    sbxd = own_sbxd("--pool-size", "0")
+    ids = [sbxd.create() for _ in range(8)]
+    fds = fd_targets(sbxd.proc.pid)
+    # One timer for all lifetimes; the uid slot locks are held by each sbx-init only.
+    assert fds.count("anon_inode:[timerfd]") == 1, fds
+    assert not [t for t in fds if "/uids/" in t], fds
+    assert fds.count("anon_inode:[pidfd]") >= len(ids)
+    for sid in ids:
+        with open(f"{sbxd.state_dir}/uids/{uid_slot(sbxd, sid)}.lock") as f:
+            assert f.read() == sid + "\n"
+        assert sbxd.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
+
+
+def uid_slot(d, sid):
+    """The uid slot of sandbox sid, from its PID 1's uid_map (base 0x10000000, 65536 each)."""
+    pid = int(open(f"{d.state_dir}/run/{sid}/pid").read())
+    base = int(open(f"/proc/{pid}/uid_map").read().split()[1])
+    return (base - 0x10000000) // 65536
