@@ -180,6 +180,12 @@ struct rt_sandbox {
 #define RT_CGROUP_ROOT "/sys/fs/cgroup"
 #endif
 
+/* rt_sandbox_spawn in this process (spawn.c), and through a spawner process
+ * (spawner.c): 1 when no spawner is running (then spawn locally), else 0 or -1. */
+int rt_sandbox_spawn_local (const struct rt_spec *spec, struct rt_sandbox **out,
+                            struct sbx_err *err);
+int rt_spawner_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err);
+
 /* Tear down whatever sb holds (kill, reap, cgroup, run dir, slot); does not free. */
 void rt_sandbox_teardown (struct rt_sandbox *sb);
 /* "<state_dir>/run/<id>" into out. */

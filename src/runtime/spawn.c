@@ -499,6 +499,20 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
 int
 rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err)
 {
+  /* One-shot sandboxes die with the caller's thread: they must be its own children. */
+  if (spec && !spec->die_with_parent)
+    {
+      int r = rt_spawner_spawn (spec, out, err);
+      if (r <= 0)
+        return r;
+    }
+  return rt_sandbox_spawn_local (spec, out, err);
+}
+
+int
+rt_sandbox_spawn_local (const struct rt_spec *spec, struct rt_sandbox **out,
+                        struct sbx_err *err)
+{
   *out = NULL;
   struct rt_sandbox *sb = calloc (1, sizeof *sb);
   if (!sb)

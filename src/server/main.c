@@ -6,6 +6,7 @@
  * lifetime ended meanwhile). */
 #include "server.h"
 #include "../images/images.h"
+#include "../runtime/runtime.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -259,6 +260,12 @@ main (int argc, char **argv)
   sigaddset (&set, SIGINT);
   pthread_sigmask (SIG_BLOCK, &set, NULL);
   signal (SIGPIPE, SIG_IGN);
+
+  /* Sandboxes are cloned from small helper processes forked now, while sbxd is still
+   * small and single-threaded (src/runtime/spawner.c): one per CPU, at least two. */
+  long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+  if (rt_spawner_start (ncpu > 2 ? (int) ncpu : 2, &err) < 0)
+    LOG_WARN ("%s: sandboxes are spawned by sbxd itself", err.msg);
 
   static struct srv s;
   snprintf (path, sizeof path, "%s/sbx.db", cfg.state_dir);
