@@ -59,14 +59,19 @@ rt_sandbox_oom_killed (struct rt_sandbox *sb)
 }
 
 /* SIGKILL to PID 1 makes the kernel kill every process of its pid namespace, including
- * double-forked, setsid'ed ones; the cgroup kill covers a task caught mid-fork. */
+ * double-forked, setsid'ed ones, and stop new pids being allocated in it, so a task
+ * caught mid-fork dies too. The cgroup kill (on v1 a freeze/kill/thaw round that races
+ * with the tasks already exiting, the costliest part of a terminate) is only needed
+ * without a live pidfd, or when the sandbox is frozen (a frozen task does not die until
+ * thawed, and the round thaws); teardown still empties the cgroup before removing it. */
 void
 rt_sandbox_kill (struct rt_sandbox *sb)
 {
   if (!sb)
     return;
-  if (sb->pidfd >= 0 && !sb->reaped)
-    syscall (SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+  if (sb->pidfd >= 0 && !sb->reaped && !sb->frozen
+      && syscall (SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0) == 0)
+    return;
   if (sb->have_cgroup)
     sb->cg.ops->kill_all (&sb->cg);
 }
