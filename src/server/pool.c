@@ -8,9 +8,9 @@
  * marker file <state>/pool/<id>, written before the spawn, tells the next sbxd after a
  * crash that the sandbox was a member and is nobody's: srv_pool_recover destroys it.
  *
- * One refill thread spawns members (off the request path) while a key is short and the
- * host has room; it sleeps on a condition variable signalled by claims, deaths and stop
- * (a failed spawn backs off on a timed wait). A cold create that finds the host full
+ * POOL_REFILLERS refill threads spawn members (off the request path) while a key is short
+ * and the host has room; they sleep on a condition variable signalled by claims, deaths
+ * and stop (a failed spawn backs off on a timed wait). A cold create that finds the host full
  * evicts a ready member (srv_reserve). All pool state is under srv->lock. */
 #include "server.h"
 #include "../images/images.h"
@@ -27,6 +27,9 @@
 #include <unistd.h>
 
 #define POOL_QUIET_MS 25
+/* Refill threads: as many spawns at once as sbxd has spawner processes by default (one
+ * per core, two at least), so that a drained pool refills on both cores. */
+#define POOL_REFILLERS 2
 
 struct pool_key {
   struct srv_pool_key k;
@@ -42,7 +45,8 @@ struct srv_pool {
   int n_keys;
   int spawning;              /* all keys */
   int64_t last_claim_ms;     /* refills wait for a quiet moment after a claim */
-  pthread_t thread;
+  pthread_t threads[POOL_REFILLERS];
+  int n_threads;
   pthread_cond_t cond;       /* with srv->lock */
   int stop;
 };
@@ -92,7 +96,7 @@ void
 srv_pool_kick_locked (struct srv *s)
 {
   if (s->pool)
-    pthread_cond_signal (&s->pool->cond);
+    pthread_cond_broadcast (&s->pool->cond);
 }
 
 void
@@ -104,7 +108,7 @@ srv_pool_gone_locked (struct srv *s, struct srv_sandbox *sb)
     s->n_pool_dying--;
   sb->pooled = SRV_POOL_NO;
   if (s->pool)
-    pthread_cond_signal (&s->pool->cond);
+    pthread_cond_broadcast (&s->pool->cond);
 }
 
 /* Kill an unlisted member (no DB row to update, so not srv_sandbox_end). */
@@ -151,7 +155,7 @@ srv_pool_recycle (struct srv *s, struct srv_sandbox *sb)
     {
       unlist_locked (s, sb);
       end_member_locked (s, sb, "pool member aged out");
-      pthread_cond_signal (&s->pool->cond);
+      pthread_cond_broadcast (&s->pool->cond);
     }
   pthread_mutex_unlock (&s->lock);
 }
@@ -193,7 +197,7 @@ srv_pool_claim (struct srv *s, const struct srv_create_req *req, json_t *body)
       sb->pooled = SRV_POOL_CLAIMING;
       sb->refs++;
       p->last_claim_ms = sbx_now_ms ();
-      pthread_cond_signal (&p->cond);
+      pthread_cond_broadcast (&p->cond);
     }
   pthread_mutex_unlock (&s->lock);
   if (!sb)
@@ -406,12 +410,18 @@ srv_pool_start (struct srv *s, struct sbx_err *err)
   pthread_cond_init (&p->cond, &ca);
   pthread_condattr_destroy (&ca);
   s->pool = p;
-  int e = pthread_create (&p->thread, NULL, refill_main, s);
-  if (e)
+  for (int i = 0; i < POOL_REFILLERS; i++)
     {
-      s->pool = NULL;
-      free (p);
-      return sbx_err_set (err, SBX_E_INTERNAL, e, "start pool: %s", strerror (e));
+      int e = pthread_create (&p->threads[i], NULL, refill_main, s);
+      if (e && i == 0)
+        {
+          s->pool = NULL;
+          free (p);
+          return sbx_err_set (err, SBX_E_INTERNAL, e, "start pool: %s", strerror (e));
+        }
+      if (e)
+        break; /* one refill thread is enough to work */
+      p->n_threads++;
     }
   LOG_INFO ("warm pool: %d sandboxes over %d key(s), recycled after %d s", total, p->n_keys,
             s->cfg.pool_max_age_s);
@@ -426,9 +436,10 @@ srv_pool_stop (struct srv *s)
     return;
   pthread_mutex_lock (&s->lock);
   p->stop = 1;
-  pthread_cond_signal (&p->cond);
+  pthread_cond_broadcast (&p->cond);
   pthread_mutex_unlock (&s->lock);
-  pthread_join (p->thread, NULL);
+  for (int i = 0; i < p->n_threads; i++)
+    pthread_join (p->threads[i], NULL);
   /* Members are nobody's: they do not outlive this sbxd (the supervisor still runs and
    * destroys them as their PID 1 goes). */
   pthread_mutex_lock (&s->lock);
