@@ -108,7 +108,7 @@ bench: all
 
 # API latency and throughput, and density (N=5000 for more), against a private sbxd.
 bench-api: all
-	bench/api.py api
+	bench/api.py api --pool-args "--pool-size 8"
 
 bench-density: all
 	bench/api.py density --n $(or $(N),1000)

@@ -98,6 +98,16 @@ class Client:
     def create(self, **fields):
         return self.call("POST", "/v1/sandbox/create", fields)["sandbox_id"]
 
+    def created_by_source(self):
+        """{"pool": n, "cold": n}: creates so far, from GET /v1/metrics."""
+        self.conn.request("GET", "/v1/metrics")
+        text = self.conn.getresponse().read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("sbx_create_duration_seconds_count{source="):
+                out[line.split('"')[1]] = int(float(line.split()[-1]))
+        return out
+
     def exec(self, sid, argv):
         r = self.call("POST", "/v1/sandbox/exec", {"sandbox_id": sid, "command": argv})
         if r.get("exit_code") != 0:
@@ -351,6 +361,7 @@ def measure_sbxd(sbxd, runs, warmup, pause):
     """{row name: [ms]} for the API operations of one sbxd."""
     c = sbxd.client()
     out = {k: [] for k in ("health", "create", "ready", "first", "exec", "terminate")}
+    out["sources"] = {}
     try:
         for i in range(warmup + runs):
             _, t = timed(c.health)
@@ -371,6 +382,7 @@ def measure_sbxd(sbxd, runs, warmup, pause):
                 out["ready"].append((t2 - t0) * 1e3)
                 out["first"].append((t2 - t1) * 1e3)
                 out["terminate"].append(tt)
+        out["sources"] = c.created_by_source()
         sbxd.wait_gone(sbxd.made)
         sid = c.create()
         sbxd.made.add(sid)
@@ -427,7 +439,8 @@ def cmd_latency(args, images):
         try:
             if extra and args.pool_settle:
                 time.sleep(args.pool_settle)
-            sbx[label] = measure_sbxd(d, args.runs, args.warmup, args.pause_ms / 1e3)
+            pause = args.pause_ms if label == "cold" else max(args.pause_ms, args.pool_pause_ms)
+            sbx[label] = measure_sbxd(d, args.runs, args.warmup, pause / 1e3)
         finally:
             d.stop()
     base_ms = peers.get("host: /bin/true")
@@ -460,6 +473,12 @@ def cmd_latency(args, images):
         print(f"note: {name}: skipped: {note}")
     if "pool" not in sbx:
         print("note: sbxd cold only (no --pool-args given)")
+    else:
+        src = sbx["pool"]["sources"]
+        print(f"note: sbxd pool rows: {src.get('pool', 0)} of "
+              f"{src.get('pool', 0) + src.get('cold', 0)} creates served by the pool "
+              f"(pause {max(args.pause_ms, args.pool_pause_ms):g} ms before each create, "
+              "--pool-pause-ms; a pool drained by back-to-back creates answers cold)")
     print()
 
 
@@ -858,6 +877,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 5)))
     ap.add_argument("--pause-ms", type=float, default=0,
                     help="pause before each create in the latency runs (lets a pool refill)")
+    ap.add_argument("--pool-pause-ms", type=float, default=30,
+                    help="pause before each create of the pooled latency runs (default 30: "
+                    "the pool refills after 25 ms without claims)")
     ap.add_argument("--pool-args", help="extra sbxd arguments of the warm-pool variant, "
                     "e.g. '--pool-size 16': latency then runs cold and pooled; throughput "
                     "and density use them")
