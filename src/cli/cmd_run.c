@@ -438,5 +438,8 @@ cli_cmd_run (int argc, char **argv)
       fprintf (stderr, "sbx run: %s\n", err.msg);
       return err.code == SBX_E_INVALID ? 2 : EXIT_SBX_FAILED;
     }
+  /* What an earlier `sbx run` killed with SIGKILL left (cgroups, run dir): a readdir of
+   * an empty directory when there is nothing. Older than a spawn can take (10 s). */
+  rt_gc_stale (o.state_dir, 30);
   return run_in_sandbox (&o, argv + cmd_index, rootfs, init);
 }

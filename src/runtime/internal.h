@@ -131,10 +131,14 @@ void rt_child_send_scratch (const struct rt_child *c);
 
 /* ---- uid ranges (uidrange.c) ---------------------------------------------------------
  * 65536 ids per sandbox at RT_UID_BASE + slot * RT_UID_SPAN. A slot is held by an flock
- * on <state_dir>/uids/<slot>.lock, which names the sandbox that claimed it; sbx-init
+ * on RT_UID_DIR/<slot>.lock (host-wide, whatever the state dir), which names the sandbox
+ * that claimed it; sbx-init
  * inherits the lock fd (the spawner closes its own copy once the spawn succeeded), and a
  * slot is free again once the lock is released AND that sandbox's cgroup has no task
  * left, so the range stays reserved exactly as long as any process of the sandbox runs. */
+#ifndef RT_UID_DIR
+#define RT_UID_DIR "/run/sbx/uids"
+#endif
 #define RT_UID_BASE 0x10000000u
 #define RT_UID_SPAN 65536u
 #define RT_UID_SLOTS 16384u
@@ -143,9 +147,10 @@ rt_uid_slot_base (uint32_t slot)
 {
   return RT_UID_BASE + slot * RT_UID_SPAN;
 }
-/* Claim a free slot for sandbox id (cgroups under cg_root, RT_CGROUP_ROOT but in tests):
- * *lock_fd (O_CLOEXEC, flocked) and *slot. SBX_E_CAPACITY if all busy. */
-int rt_uid_slot_claim (const char *state_dir, const char *cg_root, const char *id, int *lock_fd,
+/* Claim a free slot of the slot directory dir (RT_UID_DIR but in tests) for sandbox id
+ * (cgroups under cg_root, RT_CGROUP_ROOT but in tests): *lock_fd (O_CLOEXEC, flocked) and
+ * *slot. SBX_E_CAPACITY if all busy. */
+int rt_uid_slot_claim (const char *dir, const char *cg_root, const char *id, int *lock_fd,
                        uint32_t *slot, struct sbx_err *err);
 /* One slot of the uids directory dir_fd: 1 claimed (*lock_fd), 0 busy, -1 error. */
 int rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id,

@@ -115,5 +115,11 @@ void rt_sandbox_release (struct rt_sandbox *sb);
  * restart path and tests. Idempotent. */
 int rt_cleanup_stale (const char *state_dir, const char *id, struct sbx_err *err);
 
+/* rt_cleanup_stale for every run dir of state_dir older than min_age_s whose PID 1 is gone
+ * (a `sbx run` killed with SIGKILL cannot clean up; the next one does). Sandboxes that
+ * still run, and run dirs young enough to belong to a spawn in progress, are left alone.
+ * Returns how many were removed. */
+int rt_gc_stale (const char *state_dir, int min_age_s);
+
 /* Compile the seccomp policy once per process (done lazily by spawn if not called). */
 int rt_seccomp_prepare (struct sbx_err *err);

@@ -2,6 +2,7 @@
  * after an sbxd restart (adopt) or cleaning up after one that died meanwhile. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* An adopted PID 1 is not our child: we can only wait for its pidfd to turn readable. */
@@ -370,4 +372,41 @@ rt_cleanup_stale (const char *state_dir, const char *id, struct sbx_err *err)
     return sbx_err_set (err, SBX_E_INTERNAL, errno, "cleanup sandbox %s: remove '%s': %s", id,
                         run_dir, strerror (errno));
   return 0;
+}
+
+/* ---- stale run dirs of one-shot sandboxes -------------------------------------------- */
+
+int
+rt_gc_stale (const char *state_dir, int min_age_s)
+{
+  char dir[PATH_MAX];
+  if (snprintf (dir, sizeof dir, "%s/run", state_dir) >= (int) sizeof dir)
+    return 0;
+  DIR *d = opendir (dir);
+  if (!d)
+    return 0;
+  int removed = 0;
+  time_t now = time (NULL);
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      if (!sbx_id_valid (de->d_name, "sb"))
+        continue;
+      char run_dir[PATH_MAX];
+      struct stat st;
+      if (rt_run_dir_path (run_dir, state_dir, de->d_name) < 0
+          || fstatat (dirfd (d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+          || !S_ISDIR (st.st_mode) || now - st.st_mtime < min_age_s)
+        continue; /* young: its spawn may still be running (it has no pid file yet) */
+      pid_t pid = read_pid_file (run_dir);
+      if (pid > 0 && is_sandbox_init (pid, de->d_name))
+        continue; /* alive: someone's sandbox */
+      if (rt_cleanup_stale (state_dir, de->d_name, NULL) == 0)
+        {
+          LOG_INFO ("removed what sandbox %s left (its sbx run was killed)", de->d_name);
+          removed++;
+        }
+    }
+  closedir (d);
+  return removed;
 }

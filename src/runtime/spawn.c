@@ -367,7 +367,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
     return -1;
 
   uint32_t slot;
-  if (rt_uid_slot_claim (spec->state_dir, RT_CGROUP_ROOT, spec->id, &sb->lock_fd, &slot, err)
+  if (rt_uid_slot_claim (RT_UID_DIR, RT_CGROUP_ROOT, spec->id, &sb->lock_fd, &slot, err)
       < 0)
     return sbx_err_wrap (err, "%s", rt_stage_name (RT_STAGE_UID_RANGE));
   sb->uid_base = rt_uid_slot_base (slot);

@@ -1,4 +1,6 @@
-/* uid range slots: one flock'ed file per slot under <state_dir>/uids/. The lock is tied to
+/* uid range slots: one flock'ed file per slot under RT_UID_DIR (/run/sbx/uids: one
+ * directory for the whole host, since the ranges are the host's: two sbxd with different
+ * state dirs, or `sbx run --state-dir`, must not hand out the same range). The lock is tied to
  * an open file description, so it lives exactly as long as some process holds it, and a
  * crashed sbxd or a dead sandbox frees its range without any bookkeeping. Lock files are
  * never unlinked: unlinking a lock file races with another claimer that already opened
@@ -69,12 +71,9 @@ rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id,
 }
 
 int
-rt_uid_slot_claim (const char *state_dir, const char *cg_root, const char *id, int *lock_fd,
+rt_uid_slot_claim (const char *dir, const char *cg_root, const char *id, int *lock_fd,
                    uint32_t *slot, struct sbx_err *err)
 {
-  char dir[PATH_MAX];
-  if (snprintf (dir, sizeof dir, "%s/uids", state_dir) >= (int) sizeof dir)
-    return sbx_err_set (err, SBX_E_INVALID, ENAMETOOLONG, "state dir path too long");
   /* mkdir -p only when missing: one open instead of a mkdir per path component. */
   cleanup_close int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0 && errno == ENOENT)

@@ -97,3 +97,31 @@ def test_interrupting_sbx_run_cleans_up(state_dir, baseline):
     p.wait(timeout=30)
     assert p.returncode == 128 + signal.SIGINT
     assert wait_clean(state_dir, baseline) == []
+
+
+def test_the_next_sbx_run_removes_what_a_killed_one_left(state_dir, baseline):
+    """SIGKILL gives `sbx run` no chance to tear down: its sandbox dies with it
+    (PDEATHSIG) but the cgroup and run dir stay until the next `sbx run` finds them."""
+    p = subprocess.Popen([str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo up; exec sleep 60"],
+                         stdout=subprocess.PIPE, env=sbx_env())
+    assert p.stdout.readline().strip() == b"up"
+    p.kill()
+    p.wait()
+    left = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = [x for x in leftovers(state_dir) if x not in baseline]
+        if left and not [x for x in left if x.startswith("sbx-init")]:
+            break
+        time.sleep(0.05)
+    run_dirs = [x for x in left if x.startswith(f"{state_dir}/run/")]
+    assert len(run_dirs) == 1, left
+    sid = os.path.basename(run_dirs[0])
+    assert glob.glob(f"/sys/fs/cgroup/*/sbx/{sid}") + glob.glob(f"/sys/fs/cgroup/sbx/{sid}")
+    # Young run dirs may belong to a spawn in progress: a run right now keeps it.
+    assert sbx_run(["/bin/true"]).returncode == 0
+    assert os.path.isdir(run_dirs[0])
+    old = time.time() - 120
+    os.utime(run_dirs[0], (old, old))
+    assert sbx_run(["/bin/true"]).returncode == 0
+    assert wait_clean(state_dir, baseline) == []

@@ -56,7 +56,9 @@ test_distinct_while_held (void **state)
     {
       char id[SBX_ID_MAX];
       assert_int_equal (sbx_id_new ("sb", id), 0);
-      assert_int_equal (rt_uid_slot_claim (dir, cgroot, id, &fds[i], &slots[i], &err), 0);
+      char slots_dir[128];
+      snprintf (slots_dir, sizeof slots_dir, "%s/uids", dir);
+      assert_int_equal (rt_uid_slot_claim (slots_dir, cgroot, id, &fds[i], &slots[i], &err), 0);
       assert_true (slots[i] < RT_UID_SLOTS);
       assert_true (fcntl (fds[i], F_GETFD) & FD_CLOEXEC);
       for (int j = 0; j < i; j++)

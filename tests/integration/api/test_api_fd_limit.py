@@ -73,7 +73,7 @@ def test_no_timer_or_uid_lock_fd_per_sandbox(own_sbxd):
     assert not [t for t in fds if "/uids/" in t], fds
     assert fds.count("anon_inode:[pidfd]") >= len(ids)
     for sid in ids:
-        with open(f"{sbxd.state_dir}/uids/{uid_slot(sbxd, sid)}.lock") as f:
+        with open(f"/run/sbx/uids/{uid_slot(sbxd, sid)}.lock") as f:
             assert f.read() == sid + "\n"
         assert sbxd.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
 
