@@ -16,6 +16,7 @@ PACKAGES=(
   libcurl4-openssl-dev
   libsecp256k1-dev
   libssl-dev  # SHA-256 of image layers (libcrypto)
+  musl-tools  # sbx-init against musl: no CPUID storm at start (see Makefile)
   # images: mmdebstrap --mode=root builds the rootfs of the built-in images
   mmdebstrap
   debian-archive-keyring

@@ -20,6 +20,19 @@
 #include <stdbool.h>
 #include <sys/resource.h>
 
+#include <sys/syscall.h>
+#ifndef SYS_close_range
+#define SYS_close_range 436 /* the same number on every architecture; musl 1.2.3 lacks it */
+#endif
+
+/* An errno's text without locale or allocation, safe in a vfork child: glibc's
+ * strerrordesc_np; musl's strerror is a plain table lookup. */
+#ifdef __GLIBC__
+#define agent_errdesc(e) strerrordesc_np (e)
+#else
+#define agent_errdesc(e) strerror (e)
+#endif
+
 #define AGENT_MAX_CONNS 64
 #define AGENT_MAX_EXECS 256           /* requests (follows, files, watches) per connection */
 #define AGENT_QUEUE_HIGH (1u << 20)   /* stop pumping output and reading the socket above this */

@@ -183,7 +183,7 @@ static int
 setup (struct agent *a)
 {
   /* Nothing but 0-4 is ours to have: drop whatever else the launcher leaked. */
-  close_range (LOCK_FD + 1, ~0U, 0);
+  syscall (SYS_close_range, LOCK_FD + 1, ~0U, 0);
   /* 3 and 4 first: an open() below must not land on them if they were missing. */
   if (sbx_set_cloexec (LISTEN_FD, 1) < 0)
     return die ("fd 3 (listening socket)");

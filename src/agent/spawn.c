@@ -177,7 +177,7 @@ child_main (const struct child_ctx *cx)
   struct child_ctx moved = *cx;
   moved.report_fd = 3;
   cx = &moved;
-  if (close_range (4, ~0U, 0) < 0)
+  if (syscall (SYS_close_range, 4, ~0U, 0) < 0)
     child_fail (cx, STAGE_FDS);
 
   int e = exec_search (cx);
@@ -188,7 +188,7 @@ child_main (const struct child_ctx *cx)
   append (msg, sizeof msg - 1, &len, "sbx: ");
   append (msg, sizeof msg - 1, &len, cx->argv[0]);
   append (msg, sizeof msg - 1, &len, ": ");
-  const char *desc = strerrordesc_np (e);
+  const char *desc = agent_errdesc (e);
   append (msg, sizeof msg - 1, &len, desc ? desc : "cannot execute");
   msg[len++] = '\n';
   ssize_t n;
