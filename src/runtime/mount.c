@@ -6,7 +6,17 @@
  *           parent (host root files show as root inside); see layers.c
  *   upper/ work/  the overlay's writable layer
  *   tmp/ shm/     bound to /tmp and /dev/shm
+ *   dev/    bound read-only to /dev
+ *   mask/   empty, bound read-only over the masked /proc and /sys directories
  *   new/    the overlay: becomes / at pivot_root
+ *
+ * Every filesystem a sandbox mounts is a superblock, and each superblock registers a
+ * memory-cgroup-aware shrinker: the kernel sizes every memory cgroup's shrinker table by
+ * the highest shrinker id of the host, so superblocks cost memory in all cgroups, growing
+ * with the number of sandboxes (5,000 sandboxes with 12 superblocks each made every new
+ * memory cgroup allocate ~1 MiB). Hence /dev and the masks are directories of the
+ * scratch tmpfs, bound, not tmpfs mounts of their own: 5 superblocks per sandbox
+ * (scratch, overlay, proc, sysfs, devpts).
  *
  * All paths are string constants relative to the scratch dir: nothing here resolves a
  * path inside the image before pivot_root except under new/, where the image's own
@@ -68,12 +78,12 @@ bind (const char *src, const char *dst, unsigned long extra)
 void
 rt_mount_layers (const struct rt_child *c, const int *lower_fds)
 {
-  static const char *const dirs[] = { "upper", "work", "tmp", "shm", "new" };
+  static const char *const dirs[] = { "upper", "work", "tmp", "shm", "new", "dev", "mask" };
   for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
     if (mkdir (dirs[i], 0755) < 0)
       FAIL (RT_STAGE_LAYERS, "mkdir in scratch");
-  if (chmod ("tmp", 01777) < 0 || chmod ("shm", 01777) < 0)
-    FAIL (RT_STAGE_LAYERS, "chmod tmp/shm");
+  if (chmod ("tmp", 01777) < 0 || chmod ("shm", 01777) < 0 || chmod ("mask", 0555) < 0)
+    FAIL (RT_STAGE_LAYERS, "chmod tmp/shm/mask");
   rt_child_attach_lowers (c, lower_fds); /* lower/0 .. lower/<n-1> */
 }
 
@@ -97,41 +107,45 @@ rt_mount_proc (const struct rt_child *c)
 
 /* A tiny /dev: the host's harmless character devices bound in (a user namespace cannot
  * mknod), a private devpts instance, /dev/shm on the scratch space, the usual symlinks.
- * Read-only at the end so nothing can be added to it. */
+ * Built in the scratch's dev/, bound to /dev, read-only at the end so nothing can be
+ * added to it. */
 void
 rt_mount_dev (const struct rt_child *c)
 {
+  static const char *const files[] = { "dev/null", "dev/zero", "dev/full",
+                                       "dev/random", "dev/urandom", "dev/tty" };
   static const char *const nodes[][2] = {
     { "/dev/null", "new/dev/null" },       { "/dev/zero", "new/dev/zero" },
     { "/dev/full", "new/dev/full" },       { "/dev/random", "new/dev/random" },
     { "/dev/urandom", "new/dev/urandom" }, { "/dev/tty", "new/dev/tty" },
   };
   static const char *const links[][2] = {
-    { "pts/ptmx", "new/dev/ptmx" },          { "/proc/self/fd", "new/dev/fd" },
-    { "/proc/self/fd/0", "new/dev/stdin" },  { "/proc/self/fd/1", "new/dev/stdout" },
-    { "/proc/self/fd/2", "new/dev/stderr" },
+    { "pts/ptmx", "dev/ptmx" },          { "/proc/self/fd", "dev/fd" },
+    { "/proc/self/fd/0", "dev/stdin" },  { "/proc/self/fd/1", "dev/stdout" },
+    { "/proc/self/fd/2", "dev/stderr" },
   };
-  if (ensure_dir ("new/dev", 0755) < 0)
-    FAIL (RT_STAGE_DEV, "mkdir /dev");
-  if (mount ("dev", "new/dev", "tmpfs", MS_NOSUID | MS_NOEXEC,
-             "mode=0755,size=64k,nr_inodes=64,uid=0,gid=0")
-      < 0)
-    FAIL (RT_STAGE_DEV, "mount tmpfs /dev");
-  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
-    if (ensure_file (nodes[i][1]) < 0 || bind (nodes[i][0], nodes[i][1], 0) < 0)
-      FAIL (RT_STAGE_DEV, "bind a /dev node");
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    if (ensure_file (files[i]) < 0)
+      FAIL (RT_STAGE_DEV, "create a /dev node");
   for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
     if (symlink (links[i][0], links[i][1]) < 0)
       FAIL (RT_STAGE_DEV, "symlink in /dev");
-  if (mkdir ("new/dev/pts", 0755) < 0 || mkdir ("new/dev/shm", 01777) < 0)
+  if (mkdir ("dev/pts", 0755) < 0 || mkdir ("dev/shm", 01777) < 0 || chmod ("dev/shm", 01777) < 0)
     FAIL (RT_STAGE_DEV, "mkdir in /dev");
+  if (ensure_dir ("new/dev", 0755) < 0 || bind ("dev", "new/dev", 0) < 0)
+    FAIL (RT_STAGE_DEV, "bind /dev");
+  for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
+    if (bind (nodes[i][0], nodes[i][1], 0) < 0)
+      FAIL (RT_STAGE_DEV, "bind a /dev node");
   if (mount ("devpts", "new/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
              "newinstance,ptmxmode=0666,mode=0620")
       < 0)
     FAIL (RT_STAGE_DEV, "mount devpts");
   if (bind ("shm", "new/dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
     FAIL (RT_STAGE_DEV, "bind /dev/shm");
-  if (mount (NULL, "new/dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+  if (mount (NULL, "new/dev", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+             NULL)
+      < 0)
     FAIL (RT_STAGE_DEV, "remount /dev read-only");
 }
 
@@ -156,15 +170,15 @@ rt_mount_sys (const struct rt_child *c)
 }
 
 /* Docker's masked and read-only paths, plus kallsyms and a few more. A file is covered by
- * the sandbox's /dev/null, a directory by an empty read-only tmpfs; a path this kernel
+ * the sandbox's /dev/null, a directory by the scratch's empty mask/ made read-only first
+ * (a bind copies the flags of the mount it clones); a path this kernel
  * does not have is skipped. The kind of each path is what the kernel normally has, so
  * the mount is tried without a stat first (a stat per path cost ~0.1 ms in all); if the
  * kind differs (ENOTDIR either way), the path is stat'ed and masked by what it is. */
 static int
 mask_dir (const char *path)
 {
-  return mount ("mask", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                "size=0,nr_inodes=1,mode=0555");
+  return mount ("mask", path, NULL, MS_BIND, NULL);
 }
 
 static int
@@ -199,6 +213,8 @@ rt_mount_masks (const struct rt_child *c)
     "new/proc/bus", "new/proc/fs", "new/proc/irq", "new/proc/sys",
   };
   struct stat st;
+  if (bind ("mask", "mask", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+    FAIL (RT_STAGE_MASK, "make mask/ read-only");
   for (size_t i = 0; i < sizeof masked / sizeof masked[0]; i++)
     {
       const char *p = masked[i].path;

@@ -137,6 +137,33 @@ def test_dev_holds_only_expected_nodes():
     assert out.returncode == 0 and out.stdout.strip().endswith("4"), out
 
 
+def test_masked_dirs_and_dev_cannot_be_changed_even_by_root_inside():
+    out = sbx_run(["/bin/sh", "-c",
+                   "for d in /proc/acpi /proc/driver /sys/firmware /dev; do "
+                   "  mkdir $d/x 2>/dev/null && echo \"mkdir $d\"; "
+                   "  chmod 777 $d 2>/dev/null && echo \"chmod $d\"; "
+                   "done; ls -A /proc/acpi /sys/firmware; touch /dev/shm/ok && echo shm"],
+                  text=True)
+    assert out.returncode == 0, out
+    assert out.stdout.split() == ["/proc/acpi:", "/sys/firmware:", "shm"], out.stdout
+
+
+def test_a_sandbox_makes_five_filesystems():
+    """Every superblock registers a shrinker that the kernel accounts in every memory
+    cgroup of the host, so a sandbox mounts as few as it can: its scratch tmpfs (upper
+    layer, /tmp, /dev/shm, /dev and the masks are directories of it), the overlay, /proc,
+    /sys and a devpts. Everything else is a bind (the host's device nodes)."""
+    out = sbx_run(["/bin/sh", "-c", "cat /proc/self/mountinfo"], text=True)
+    assert out.returncode == 0, out
+    sbs = set()
+    for line in out.stdout.splitlines():
+        f = line.split()
+        fstype = f[f.index("-") + 1]
+        if fstype != "devtmpfs":  # the host's /dev nodes, bound in
+            sbs.add((f[2], fstype))
+    assert sorted(t for _, t in sbs) == ["devpts", "overlay", "proc", "sysfs", "tmpfs"], sbs
+
+
 def test_no_fd_leaks_into_the_command():
     r, kv = probe("fds")
     assert r.returncode == 0, r.stderr
