@@ -1,6 +1,7 @@
 """Isolation, checked from inside real sandboxes with the static probe (issue 2)."""
 import os
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -199,8 +200,10 @@ def test_two_sandboxes_cannot_see_each_other():
         assert "No such file" in r.stdout
         assert "sleep 20" not in r.stdout
     finally:
-        holder.kill()
-        holder.wait()
+        # SIGTERM, not SIGKILL: sbx run passes it to the command and cleans up after
+        # itself (a SIGKILLed one leaves its cgroup for the next sbx run to remove).
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
 
 
 def test_network_is_isolated_loopback_only():
