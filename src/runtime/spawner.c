@@ -11,8 +11,9 @@
  * Protocol, over a SOCK_SEQPACKET pair, one exchange at a time per spawner:
  *   request:  the rt_spec, packed (strings length-prefixed, limits as raw bytes: both
  *             ends are the same binary)
- *   response: struct spawn_reply, with the sandbox's pidfd, uid slot lock and scratch fd
- *             attached (SCM_RIGHTS) when it worked
+ *   response: struct spawn_reply, with the sandbox's pidfd and scratch fd attached
+ *             (SCM_RIGHTS) when it worked (and a uid slot lock fd, were the spawn to keep
+ *             one: today only sbx-init holds it)
  * The sandbox is the spawner's child; the spawner ignores SIGCHLD, so the kernel reaps it
  * and sbxd watches and waits on the pidfd, as for a sandbox re-adopted after a restart.
  * A spawner that dies or stops answering is killed and not used again; spawns then run in
