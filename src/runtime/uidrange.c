@@ -25,14 +25,47 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+/* The lock file names its sandbox in an extended attribute: it lives in the inode, so
+ * neither reading nor writing it touches a data block. Reading a block of one of 16,384
+ * small files picked at random missed the page cache on this project's VMs (0.4-0.9 ms
+ * per spawn, seen with perf trace) and rewriting it freed blocks (a synchronous discard
+ * under -o discard). Files of older versions name it in their content; a filesystem
+ * without user xattrs gets the content too. */
+#define SLOT_XATTR "user.sbx.sandbox"
+
+static ssize_t
+read_owner (int fd, char *id, size_t cap)
+{
+  ssize_t n = fgetxattr (fd, SLOT_XATTR, id, cap - 1);
+  if (n < 0 && (errno == ENODATA || errno == ENOTSUP))
+    n = pread (fd, id, cap - 1, 0);
+  return n;
+}
+
+static int
+write_owner (int fd, const char *id)
+{
+  size_t len = strnlen (id, SBX_ID_MAX);
+  if (fsetxattr (fd, SLOT_XATTR, id, len, 0) == 0)
+    return 0;
+  if (errno != ENOTSUP)
+    return -1;
+  /* A fixed-size record written in place, never truncated (no block freed). */
+  char line[SBX_ID_MAX + 1];
+  memset (line, '\n', sizeof line);
+  memcpy (line, id, len);
+  return pwrite (fd, line, sizeof line, 0) == (ssize_t) sizeof line ? 0 : -1;
+}
 
 /* 1 if the sandbox that last held the slot (named in the lock file) has a task left. */
 static int
 previous_still_running (int fd, const char *cg_root)
 {
   char id[SBX_ID_MAX];
-  ssize_t n = pread (fd, id, sizeof id - 1, 0);
+  ssize_t n = read_owner (fd, id, sizeof id);
   if (n <= 0)
     return 0; /* never used */
   id[n] = '\0';
@@ -61,13 +94,8 @@ rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id,
     }
   if (previous_still_running (fd, cg_root))
     return 0; /* its sandbox is being torn down; closing fd drops our lock */
-  /* Ours now: name the sandbox for the claimers after it (see above). A fixed-size
-   * record written in place, never truncated: freeing and reallocating the file's block
-   * on every claim cost a synchronous discard on filesystems mounted with -o discard. */
-  char line[SBX_ID_MAX + 1];
-  memset (line, '\n', sizeof line);
-  memcpy (line, id, strnlen (id, SBX_ID_MAX));
-  if (pwrite (fd, line, sizeof line, 0) != (ssize_t) sizeof line)
+  /* Ours now: name the sandbox for the claimers after it (see above). */
+  if (write_owner (fd, id) < 0)
     return sbx_err_sys (err, "write uid slot lock '%s'", name);
   *lock_fd = sbx_steal_fd (&fd);
   return 1;

@@ -1,5 +1,6 @@
 """sbxd and its open-files limit (docs/runtime.md, "fds and density"): it raises the soft
 RLIMIT_NOFILE to the hard limit at start, and warns when --max-sandboxes cannot fit."""
+import os
 import shutil
 import signal
 import subprocess
@@ -73,8 +74,8 @@ def test_no_timer_or_uid_lock_fd_per_sandbox(own_sbxd):
     assert not [t for t in fds if "/uids/" in t], fds
     assert fds.count("anon_inode:[pidfd]") >= len(ids)
     for sid in ids:
-        with open(f"/run/sbx/uids/{uid_slot(sbxd, sid)}.lock") as f:
-            assert f.read().split("\n")[0] == sid
+        lock = f"/run/sbx/uids/{uid_slot(sbxd, sid)}.lock"
+        assert os.getxattr(lock, "user.sbx.sandbox").decode() == sid
         assert sbxd.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
 
 
