@@ -190,6 +190,17 @@ struct rt_sandbox {
 int rt_sandbox_spawn_local (const struct rt_spec *spec, struct rt_sandbox **out,
                             struct sbx_err *err);
 int rt_spawner_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err);
+/* A spec in a spawner request and back (spawner.c; exposed for its unit test). pack needs
+ * cap >= RT_SPAWN_REQ_MAX and returns the length or -1 (too large); unpack validates every
+ * length and count and points out's strings into buf. */
+#define RT_SPAWN_REQ_MAX (160 * 1024)
+struct rt_spawn_unpacked {
+  struct rt_spec spec;
+  const char *lowers[RT_LOWERS_MAX];
+  struct rt_volume volumes[RT_VOLUMES_MAX];
+};
+ssize_t rt_spawn_spec_pack (const struct rt_spec *spec, char *buf, size_t cap);
+int rt_spawn_spec_unpack (const char *buf, size_t len, struct rt_spawn_unpacked *out);
 
 /* Tear down whatever sb holds (kill, reap, cgroup, run dir, slot); does not free. */
 void rt_sandbox_teardown (struct rt_sandbox *sb);

@@ -34,7 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SPAWN_REQ_MAX (160 * 1024) /* 16 lowers + 8 volumes of PATH_MAX paths fit */
+#define SPAWN_REQ_MAX RT_SPAWN_REQ_MAX /* 16 lowers + 8 volumes of PATH_MAX paths fit */
 #define SPAWN_REPLY_TIMEOUT_MS 30000 /* the spawn itself gives up after 10 s */
 #define SPAWN_NFDS 3                 /* pidfd, lock, scratch */
 
@@ -157,15 +157,17 @@ pack_spec (struct pack *p, const struct rt_spec *spec)
   return p->overflow ? -1 : 0;
 }
 
-/* The decoded spec points into the request buffer and into the two arrays. */
-struct unpacked_spec {
-  struct rt_spec spec;
-  const char *lowers[RT_LOWERS_MAX];
-  struct rt_volume volumes[RT_VOLUMES_MAX];
-};
+ssize_t
+rt_spawn_spec_pack (const struct rt_spec *spec, char *buf, size_t cap)
+{
+  struct pack p = { .buf = buf };
+  if (cap < SPAWN_REQ_MAX || pack_spec (&p, spec) < 0)
+    return -1;
+  return (ssize_t) p.len;
+}
 
 static int
-unpack_spec (struct unpack *u, struct unpacked_spec *out)
+unpack_spec (struct unpack *u, struct rt_spawn_unpacked *out)
 {
   memset (out, 0, sizeof *out);
   struct rt_spec *s = &out->spec;
@@ -176,7 +178,8 @@ unpack_spec (struct unpack *u, struct unpacked_spec *out)
   if (n > RT_LOWERS_MAX)
     return -1;
   for (uint32_t i = 0; i < n; i++)
-    out->lowers[i] = get_str (u);
+    if (!(out->lowers[i] = get_str (u)))
+      return -1; /* only the rootfs and the hostname may be absent */
   if (n)
     {
       s->lowers = out->lowers;
@@ -190,6 +193,8 @@ unpack_spec (struct unpack *u, struct unpacked_spec *out)
       int32_t ro;
       out->volumes[i].source = get_str (u);
       out->volumes[i].target = get_str (u);
+      if (!out->volumes[i].source || !out->volumes[i].target)
+        return -1;
       get (u, &ro, sizeof ro);
       out->volumes[i].readonly = ro;
     }
@@ -206,7 +211,16 @@ unpack_spec (struct unpack *u, struct unpacked_spec *out)
   int32_t inherit;
   get (u, &inherit, sizeof inherit);
   s->inherit_stderr = inherit;
+  if (!s->id || !s->state_dir || !s->init_path)
+    return -1;
   return u->bad || u->off != u->len ? -1 : 0;
+}
+
+int
+rt_spawn_spec_unpack (const char *buf, size_t len, struct rt_spawn_unpacked *out)
+{
+  struct unpack u = { .buf = buf, .len = len };
+  return unpack_spec (&u, out);
 }
 
 /* ---- the spawner process ---------------------------------------------------------- */
@@ -247,11 +261,10 @@ static void
 serve_one (int fd, const char *req, size_t len)
 {
   struct spawn_reply rep = { 0 };
-  struct unpacked_spec us;
-  struct unpack u = { .buf = req, .len = len };
+  struct rt_spawn_unpacked us;
   struct sbx_err err = { 0 };
   struct rt_sandbox *sb = NULL;
-  if (unpack_spec (&u, &us) < 0)
+  if (rt_spawn_spec_unpack (req, len, &us) < 0)
     sbx_err_set (&err, SBX_E_INTERNAL, EPROTO, "spawner: malformed request");
   else if (rt_sandbox_spawn_local (&us.spec, &sb, &err) == 0)
     {
