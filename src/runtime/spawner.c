@@ -12,8 +12,7 @@
  *   request:  the rt_spec, packed (strings length-prefixed, limits as raw bytes: both
  *             ends are the same binary)
  *   response: struct spawn_reply, with the sandbox's pidfd and scratch fd attached
- *             (SCM_RIGHTS) when it worked (and a uid slot lock fd, were the spawn to keep
- *             one: today only sbx-init holds it)
+ *             (SCM_RIGHTS) when it worked (the uid slot lock stays with sbx-init)
  * The sandbox is the spawner's child; the spawner ignores SIGCHLD, so the kernel reaps it
  * and sbxd watches and waits on the pidfd, as for a sandbox re-adopted after a restart.
  * A spawner that dies or stops answering is killed and not used again; spawns then run in
@@ -36,7 +35,7 @@
 
 #define SPAWN_REQ_MAX RT_SPAWN_REQ_MAX /* 16 lowers + 8 volumes of PATH_MAX paths fit */
 #define SPAWN_REPLY_TIMEOUT_MS 30000 /* the spawn itself gives up after 10 s */
-#define SPAWN_NFDS 3                 /* pidfd, lock, scratch */
+#define SPAWN_NFDS 2                 /* pidfd, scratch */
 
 struct spawn_reply {
   int32_t ok;
@@ -44,14 +43,16 @@ struct spawn_reply {
   int32_t sys_errno;
   int32_t pid;
   uint32_t uid_base;
-  uint32_t fd_mask; /* bit i: fd i of {pidfd, lock, scratch} is attached */
+  uint32_t fd_mask; /* bit i: fd i of {pidfd, scratch} is attached */
   char msg[sizeof ((struct sbx_err *) 0)->msg];
 };
 
 struct spawner {
-  int fd;  /* -1: dead or never started */
+  int fd;    /* -1: dead or never started */
   pid_t pid;
   int busy;
+  char *req; /* SPAWN_REQ_MAX bytes: the request being packed, reused (no allocation
+              * of that size, an mmap, on every spawn) */
 };
 
 static struct {
@@ -271,7 +272,7 @@ serve_one (int fd, const char *req, size_t len)
       rep.ok = 1;
       rep.pid = sb->pid;
       rep.uid_base = sb->uid_base;
-      int fds[SPAWN_NFDS] = { sb->pidfd, sb->lock_fd, sb->scratch_fd };
+      int fds[SPAWN_NFDS] = { sb->pidfd, sb->scratch_fd };
       send_reply (fd, &rep, fds);
       rt_sandbox_release (sb); /* our copies only: the sandbox runs on */
       return;
@@ -283,7 +284,7 @@ serve_one (int fd, const char *req, size_t len)
 }
 
 static _Noreturn void
-spawner_main (int fd, pid_t parent)
+spawner_main (int fd, pid_t parent, char *req)
 {
   /* Die with sbxd; never outlive it even if it died before the prctl. */
   if (prctl (PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid () != parent)
@@ -295,9 +296,6 @@ spawner_main (int fd, pid_t parent)
   if (dup2 (fd, 3) < 0 || syscall (SYS_close_range, 4u, ~0u, 0) < 0)
     _exit (1);
   fd = 3;
-  char *req = malloc (SPAWN_REQ_MAX);
-  if (!req)
-    _exit (1);
   for (;;)
     {
       ssize_t n = recv (fd, req, SPAWN_REQ_MAX, MSG_TRUNC);
@@ -324,17 +322,21 @@ rt_spawner_start (int n, struct sbx_err *err)
   pthread_mutex_lock (&g.mu);
   for (int i = g.n; i < n; i++)
     {
+      char *req = malloc (SPAWN_REQ_MAX);
       int pair[2];
-      if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+      if (!req || socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
         {
+          sbx_err_sys (err, "spawner: %s", req ? "socketpair" : "malloc");
+          free (req);
           pthread_mutex_unlock (&g.mu);
-          return sbx_err_sys (err, "spawner: socketpair");
+          return -1;
         }
       pid_t parent = getpid ();
       pid_t pid = fork ();
       if (pid < 0)
         {
           int e = errno;
+          free (req);
           close (pair[0]);
           close (pair[1]);
           pthread_mutex_unlock (&g.mu);
@@ -344,10 +346,10 @@ rt_spawner_start (int n, struct sbx_err *err)
       if (pid == 0)
         {
           close (pair[0]);
-          spawner_main (pair[1], parent);
+          spawner_main (pair[1], parent, req); /* receives requests in the same buffer */
         }
       close (pair[1]);
-      g.sp[i] = (struct spawner) { .fd = pair[0], .pid = pid };
+      g.sp[i] = (struct spawner) { .fd = pair[0], .pid = pid, .req = req };
       g.n = i + 1;
       g.alive++;
     }
@@ -427,7 +429,7 @@ recv_reply (int fd, struct spawn_reply *rep, int fds[SPAWN_NFDS])
         for (int i = 0; i < k && ngot < SPAWN_NFDS; i++)
           memcpy (&got[ngot++], CMSG_DATA (c) + i * sizeof (int), sizeof (int));
       }
-  int want = __builtin_popcount (n == (ssize_t) sizeof *rep ? rep->fd_mask & 7u : 0);
+  int want = __builtin_popcount (n == (ssize_t) sizeof *rep ? rep->fd_mask & 3u : 0);
   if (n != (ssize_t) sizeof *rep || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || ngot != want)
     {
       for (int i = 0; i < ngot; i++)
@@ -453,8 +455,8 @@ make_handle (const struct rt_spec *spec, const struct spawn_reply *rep, int fds[
   snprintf (sb->sock_path, sizeof sb->sock_path, "%s/agent.sock", sb->run_dir);
   sb->pid = rep->pid;
   sb->pidfd = fds[0];
-  sb->lock_fd = fds[1];
-  sb->scratch_fd = fds[2];
+  sb->lock_fd = -1; /* sbx-init holds it, as after a local spawn */
+  sb->scratch_fd = fds[1];
   sb->uid_base = rep->uid_base;
   sb->have_run_dir = 1;
   sb->cg.dirfd = -1;
@@ -476,15 +478,9 @@ rt_spawner_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
   struct spawner *sp = acquire ();
   if (!sp)
     return 1; /* none left: the caller spawns itself */
-  struct pack p = { .buf = malloc (SPAWN_REQ_MAX) };
-  if (!p.buf)
-    {
-      release (sp, 0);
-      return sbx_err_sys (err, "create sandbox: malloc");
-    }
+  struct pack p = { .buf = sp->req };
   if (pack_spec (&p, spec) < 0)
     {
-      free (p.buf);
       release (sp, 0);
       return sbx_err_set (err, SBX_E_INVALID, E2BIG, "create sandbox %s: spec too large",
                           spec->id ? spec->id : "?");
@@ -493,7 +489,6 @@ rt_spawner_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sb
   do
     n = send (sp->fd, p.buf, p.len, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
-  free (p.buf);
   struct spawn_reply rep;
   int fds[SPAWN_NFDS];
   if (n != (ssize_t) p.len || recv_reply (sp->fd, &rep, fds) < 0)
