@@ -27,8 +27,8 @@
 #include <unistd.h>
 
 #define POOL_QUIET_MS 25
-/* Refill threads: as many spawns at once as sbxd has spawner processes by default (one
- * per core, two at least), so that a drained pool refills on both cores. */
+/* Refill threads: a drained pool refills two members at a time (sbxd has at least two
+ * spawner processes, src/runtime/spawner.c). */
 #define POOL_REFILLERS 2
 
 struct pool_key {
