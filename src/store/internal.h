@@ -43,3 +43,74 @@ int store_rows_collect (struct store *st, sqlite3_stmt *s, size_t size, store_ro
 
 void store_finalizep (sqlite3_stmt **s);
 #define cleanup_stmt __attribute__ ((cleanup (store_finalizep)))
+
+/* st->lock held until the end of the scope. Declare the guard before the scope's
+ * statements: cleanups run in reverse order, so they are released under the lock. */
+struct store *store_lock (struct store *st);
+void store_unlockp (struct store **st);
+#define cleanup_store_unlock __attribute__ ((cleanup (store_unlockp)))
+
+/* One value for a statement parameter; the k-th value of an array binds ?k. Texts and
+ * blobs are copied at bind time. */
+enum store_val_type { STORE_VAL_NULL, STORE_VAL_TEXT, STORE_VAL_INT, STORE_VAL_BLOB };
+struct store_val {
+  enum store_val_type type;
+  int64_t i;     /* STORE_VAL_INT */
+  const void *p; /* STORE_VAL_TEXT (NUL-terminated), STORE_VAL_BLOB */
+  int len;       /* STORE_VAL_BLOB */
+};
+/* A NULL text is SQL NULL. */
+static inline struct store_val
+store_text (const char *t)
+{
+  return (struct store_val){ .type = t ? STORE_VAL_TEXT : STORE_VAL_NULL, .p = t };
+}
+/* SQL NULL also for the empty string (optional fields the API leaves empty). */
+static inline struct store_val
+store_opt_text (const char *t)
+{
+  return store_text (t && *t ? t : NULL);
+}
+static inline struct store_val
+store_int (int64_t i)
+{
+  return (struct store_val){ .type = STORE_VAL_INT, .i = i };
+}
+static inline struct store_val
+store_blob (const void *p, int len)
+{
+  return (struct store_val){ .type = STORE_VAL_BLOB, .p = p, .len = len };
+}
+#define STORE_NVALS(a) (sizeof (a) / sizeof (a)[0])
+
+/* The query helpers. `what` names the query in errors: any SQLite failure is
+ * SBX_E_INTERNAL "what: <sqlite message>"; after a failure, with the lock still held,
+ * sqlite3_extended_errcode (st->db) tells which (e.g. SQLITE_CONSTRAINT_PRIMARYKEY) for
+ * the callers that map a constraint to their own error. */
+
+/* Prepare sql (store_prepare) and bind vals[0..n) to ?1..?n. Lock held. */
+int store_prepare_bind (struct store *st, const char *sql, const struct store_val *vals,
+                        size_t n, sqlite3_stmt **out, struct sbx_err *err);
+/* Step s once: 1 on a row, 0 when done, -1 with err. */
+int store_step (struct store *st, sqlite3_stmt *s, const char *what, struct sbx_err *err);
+/* Run a statement that returns no rows (INSERT, UPDATE, DELETE) to its end: the number of
+ * rows it changed, or -1 with err. _locked: with st->lock held; else takes it. */
+int store_run_locked (struct store *st, const char *sql, const struct store_val *vals,
+                      size_t n, const char *what, struct sbx_err *err);
+int store_run (struct store *st, const char *sql, const struct store_val *vals, size_t n,
+               const char *what, struct sbx_err *err);
+/* Prepare, bind and step to the first row, lock held: 1 with *out on that row (release it
+ * with cleanup_stmt), 0 if there is none, -1 with err. */
+int store_row_locked (struct store *st, const char *sql, const struct store_val *vals,
+                      size_t n, sqlite3_stmt **out, const char *what, struct sbx_err *err);
+/* Takes the lock and reads the first row with row into elem: 1, 0 if there is no row
+ * (elem untouched, err untouched), or -1 with err. */
+int store_get (struct store *st, const char *sql, const struct store_val *vals, size_t n,
+               store_row_fn row, void *elem, const char *what, struct sbx_err *err);
+/* Takes the lock and collects every row (store_rows_collect; the caller frees the *len
+ * elements in *list also on failure). 0 or -1 with err. */
+int store_list (struct store *st, const char *sql, const struct store_val *vals, size_t n,
+                size_t size, store_row_fn row, void **list, size_t *len, const char *what,
+                struct sbx_err *err);
+/* A store_row_fn for one integer column (count(*) and the like): elem is an int64_t. */
+int store_row_int64 (sqlite3_stmt *s, void *elem, struct sbx_err *err);
