@@ -59,6 +59,11 @@ struct store_val {
   const void *p; /* STORE_VAL_TEXT (NUL-terminated), STORE_VAL_BLOB */
   int len;       /* STORE_VAL_BLOB */
 };
+static inline struct store_val
+store_null (void)
+{
+  return (struct store_val){ .type = STORE_VAL_NULL };
+}
 /* A NULL text is SQL NULL. */
 static inline struct store_val
 store_text (const char *t)

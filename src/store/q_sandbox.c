@@ -15,12 +15,6 @@ store_sandbox_clear (struct store_sandbox *s)
   s->workdir = NULL;
 }
 
-static int
-bind_text_or_null (sqlite3_stmt *s, int i, const char *v)
-{
-  return v ? sqlite3_bind_text (s, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null (s, i);
-}
-
 int
 store_sandbox_insert (struct store *st, const struct store_sandbox *sb, struct sbx_err *err)
 {
@@ -28,41 +22,25 @@ store_sandbox_insert (struct store *st, const struct store_sandbox *sb, struct s
       = "INSERT INTO sandboxes (id, status, image, created_at, expires_at, timeout, cpu_millis,"
         " memory_mb, env, workdir, commands_executed, terminated_at, reason, owner, charge_ref)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, sb->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, store_status_name (sb->status), -1, SQLITE_STATIC);
-    sqlite3_bind_text (s, 3, sb->image, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 4, sb->created_at_ms);
-    sqlite3_bind_int64 (s, 5, sb->expires_at_ms);
-    sqlite3_bind_int64 (s, 6, sb->timeout_s);
-    sqlite3_bind_int64 (s, 7, sb->cpu_millis);
-    sqlite3_bind_int64 (s, 8, (sqlite3_int64) sb->memory_mb);
-    bind_text_or_null (s, 9, sb->env_json);
-    bind_text_or_null (s, 10, sb->workdir);
-    sqlite3_bind_int64 (s, 11, sb->commands_executed);
-    if (sb->status == STORE_TERMINATED)
-      {
-        sqlite3_bind_int64 (s, 12, sb->terminated_at_ms);
-        sqlite3_bind_text (s, 13, sb->reason, -1, SQLITE_TRANSIENT);
-      }
-    sqlite3_bind_text (s, 14, sb->owner[0] ? sb->owner : "local", -1, SQLITE_TRANSIENT);
-    if (sb->charge_ref > 0)
-      sqlite3_bind_int64 (s, 15, sb->charge_ref);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "insert sandbox");
-        goto out;
-      }
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  int term = sb->status == STORE_TERMINATED;
+  const struct store_val v[] = {
+    store_text (sb->id),
+    store_text (store_status_name (sb->status)),
+    store_text (sb->image),
+    store_int (sb->created_at_ms),
+    store_int (sb->expires_at_ms),
+    store_int (sb->timeout_s),
+    store_int (sb->cpu_millis),
+    store_int ((int64_t) sb->memory_mb),
+    store_text (sb->env_json),
+    store_text (sb->workdir),
+    store_int (sb->commands_executed),
+    term ? store_int (sb->terminated_at_ms) : store_null (),
+    store_text (term ? sb->reason : NULL),
+    store_text (sb->owner[0] ? sb->owner : "local"),
+    sb->charge_ref > 0 ? store_int (sb->charge_ref) : store_null (),
+  };
+  return store_run (st, sql, v, STORE_NVALS (v), "insert sandbox", err) < 0 ? -1 : 0;
 }
 
 #define SANDBOX_COLS                                                                              \
@@ -123,29 +101,11 @@ store_sandbox_get (struct store *st, const char *id, struct store_sandbox *out,
                    struct sbx_err *err)
 {
   static const char sql[] = "SELECT " SANDBOX_COLS " FROM sandboxes WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      {
-        sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
-        goto out;
-      }
-    if (r != SQLITE_ROW)
-      {
-        store_db_err (st, err, "get sandbox");
-        goto out;
-      }
-    rc = row_to_sandbox (s, out, err);
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, sql, v, 1, sandbox_row, out, "get sandbox", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
+  return r < 0 ? -1 : 0;
 }
 
 int
@@ -155,40 +115,17 @@ store_sandbox_terminate (struct store *st, const char *id, int64_t at_ms, const 
   static const char upd[] = "UPDATE sandboxes SET status = 'terminated', terminated_at = ?2,"
                             " reason = ?3 WHERE id = ?1 AND status = 'running'";
   static const char chk[] = "SELECT 1 FROM sandboxes WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, upd, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, at_ms);
-    sqlite3_bind_text (s, 3, reason, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "terminate sandbox");
-        goto out;
-      }
-    if (sqlite3_changes (st->db) > 0)
-      {
-        rc = 1;
-        goto out;
-      }
-    cleanup_stmt sqlite3_stmt *c = NULL;
-    if (store_prepare (st, chk, &c, err) < 0)
-      goto out;
-    sqlite3_bind_text (c, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (c);
-    if (r == SQLITE_ROW)
-      rc = 0;
-    else if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
-    else
-      store_db_err (st, err, "terminate sandbox");
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_int (at_ms), store_text (reason) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  int r = store_run_locked (st, upd, v, STORE_NVALS (v), "terminate sandbox", err);
+  if (r != 0)
+    return r < 0 ? -1 : 1;
+  /* not running: terminated already (0), or not there at all */
+  cleanup_stmt sqlite3_stmt *c = NULL;
+  r = store_row_locked (st, chk, v, 1, &c, "terminate sandbox", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
+  return r < 0 ? -1 : 0;
 }
 
 void
@@ -214,30 +151,20 @@ store_sandbox_list_owned (struct store *st, int status, const char *owner,
   static const char sql[] = "SELECT " SANDBOX_COLS " FROM sandboxes"
                             " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2)"
                             " ORDER BY created_at, id";
-  struct store_sandbox *list = NULL;
+  const struct store_val v[] = {
+    status >= 0 ? store_text (store_status_name (status)) : store_null (),
+    store_text (owner),
+  };
+  void *rows = NULL;
   size_t len = 0;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    if (status >= 0)
-      sqlite3_bind_text (s, 1, store_status_name (status), -1, SQLITE_STATIC);
-    if (owner)
-      sqlite3_bind_text (s, 2, owner, -1, SQLITE_TRANSIENT);
-    void *rows = NULL;
-    rc = store_rows_collect (st, s, sizeof *list, sandbox_row, &rows, &len, "list sandboxes", err);
-    list = rows;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  if (rc < 0)
+  if (store_list (st, sql, v, STORE_NVALS (v), sizeof **out, sandbox_row, &rows, &len,
+                  "list sandboxes", err)
+      < 0)
     {
-      store_sandbox_list_free (list, len);
+      store_sandbox_list_free (rows, len);
       return -1;
     }
-  *out = list;
+  *out = rows;
   *n = len;
   return 0;
 }
@@ -245,22 +172,7 @@ out:
 int
 store_sandbox_delete (struct store *st, const char *id, struct sbx_err *err)
 {
-  static const char sql[] = "DELETE FROM sandboxes WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "delete sandbox");
-        goto out;
-      }
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_run (st, "DELETE FROM sandboxes WHERE id = ?1", v, 1, "delete sandbox", err);
+  return r < 0 ? -1 : 0;
 }
