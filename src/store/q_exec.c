@@ -10,74 +10,39 @@ store_exec_record (struct store *st, const struct store_exec *e, struct sbx_err 
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
   static const char bump[]
       = "UPDATE sandboxes SET commands_executed = commands_executed + 1 WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
+  const struct store_val v[] = {
+    store_text (e->sandbox_id),
+    store_text (e->argv_json ? e->argv_json : "[]"),
+    e->has_exit_code ? store_int (e->exit_code) : store_null (),
+    store_int (!!e->timed_out),
+    store_int (!!e->truncated),
+    store_int (e->started_at_ms),
+    store_int (e->duration_ms),
+    store_int ((int64_t) e->stdout_bytes),
+    store_int ((int64_t) e->stderr_bytes),
+    store_text (e->error),
+  };
+  /* the record and the sandbox's count change together */
+  cleanup_store_unlock struct store *locked = store_lock (st);
   if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
-    goto out;
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    cleanup_stmt sqlite3_stmt *u = NULL;
-    if (store_prepare (st, ins, &s, err) < 0 || store_prepare (st, bump, &u, err) < 0)
-      goto rollback;
-    sqlite3_bind_text (s, 1, e->sandbox_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, e->argv_json ? e->argv_json : "[]", -1, SQLITE_TRANSIENT);
-    if (e->has_exit_code)
-      sqlite3_bind_int (s, 3, e->exit_code);
-    else
-      sqlite3_bind_null (s, 3);
-    sqlite3_bind_int (s, 4, !!e->timed_out);
-    sqlite3_bind_int (s, 5, !!e->truncated);
-    sqlite3_bind_int64 (s, 6, e->started_at_ms);
-    sqlite3_bind_int64 (s, 7, e->duration_ms);
-    sqlite3_bind_int64 (s, 8, (sqlite3_int64) e->stdout_bytes);
-    sqlite3_bind_int64 (s, 9, (sqlite3_int64) e->stderr_bytes);
-    if (e->error)
-      sqlite3_bind_text (s, 10, e->error, -1, SQLITE_TRANSIENT);
-    else
-      sqlite3_bind_null (s, 10);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "record exec");
-        goto rollback;
-      }
-    sqlite3_bind_text (u, 1, e->sandbox_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (u) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "count exec");
-        goto rollback;
-      }
-  }
-  if (store_exec_sql (st, "COMMIT", err) < 0)
-    goto rollback;
-  rc = 0;
-  goto out;
-rollback:
-  store_exec_sql (st, "ROLLBACK", NULL);
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+    return -1;
+  if (store_run_locked (st, ins, v, STORE_NVALS (v), "record exec", err) < 0
+      || store_run_locked (st, bump, v, 1, "count exec", err) < 0
+      || store_exec_sql (st, "COMMIT", err) < 0)
+    {
+      store_exec_sql (st, "ROLLBACK", NULL);
+      return -1;
+    }
+  return 0;
 }
 
 int
 store_exec_count (struct store *st, const char *sandbox_id, int64_t *n, struct sbx_err *err)
 {
   static const char sql[] = "SELECT count(*) FROM execs WHERE sandbox_id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, sandbox_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_ROW)
-      {
-        store_db_err (st, err, "count execs");
-        goto out;
-      }
-    *n = sqlite3_column_int64 (s, 0);
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (sandbox_id) };
+  int r = store_get (st, sql, v, 1, store_row_int64, n, "count execs", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_INTERNAL, 0, "count execs: no row");
+  return r < 0 ? -1 : 0;
 }
