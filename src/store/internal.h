@@ -108,6 +108,10 @@ int store_run (struct store *st, const char *sql, const struct store_val *vals, 
  * with cleanup_stmt), 0 if there is none, -1 with err. */
 int store_row_locked (struct store *st, const char *sql, const struct store_val *vals,
                       size_t n, sqlite3_stmt **out, const char *what, struct sbx_err *err);
+/* The same for a query that always gives a row (count(*), sum()): 0 with *out on it, or
+ * -1 with err, where no row is the error "what: no row". */
+int store_one_locked (struct store *st, const char *sql, const struct store_val *vals,
+                      size_t n, sqlite3_stmt **out, const char *what, struct sbx_err *err);
 /* Takes the lock and reads the first row with row into elem: 1, 0 if there is no row
  * (elem untouched, err untouched), or -1 with err. */
 int store_get (struct store *st, const char *sql, const struct store_val *vals, size_t n,
@@ -117,5 +121,3 @@ int store_get (struct store *st, const char *sql, const struct store_val *vals, 
 int store_list (struct store *st, const char *sql, const struct store_val *vals, size_t n,
                 size_t size, store_row_fn row, void **list, size_t *len, const char *what,
                 struct sbx_err *err);
-/* A store_row_fn for one integer column (count(*) and the like): elem is an int64_t. */
-int store_row_int64 (sqlite3_stmt *s, void *elem, struct sbx_err *err);

@@ -41,8 +41,10 @@ store_exec_count (struct store *st, const char *sandbox_id, int64_t *n, struct s
 {
   static const char sql[] = "SELECT count(*) FROM execs WHERE sandbox_id = ?1";
   const struct store_val v[] = { store_text (sandbox_id) };
-  int r = store_get (st, sql, v, 1, store_row_int64, n, "count execs", err);
-  if (r == 0)
-    return sbx_err_set (err, SBX_E_INTERNAL, 0, "count execs: no row");
-  return r < 0 ? -1 : 0;
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  cleanup_stmt sqlite3_stmt *s = NULL;
+  if (store_one_locked (st, sql, v, 1, &s, "count execs", err) < 0)
+    return -1;
+  *n = sqlite3_column_int64 (s, 0);
+  return 0;
 }

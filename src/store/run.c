@@ -91,6 +91,16 @@ store_row_locked (struct store *st, const char *sql, const struct store_val *val
 }
 
 int
+store_one_locked (struct store *st, const char *sql, const struct store_val *vals, size_t n,
+                  sqlite3_stmt **out, const char *what, struct sbx_err *err)
+{
+  int r = store_row_locked (st, sql, vals, n, out, what, err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_INTERNAL, 0, "%s: no row", what);
+  return r < 0 ? -1 : 0;
+}
+
+int
 store_get (struct store *st, const char *sql, const struct store_val *vals, size_t n,
            store_row_fn row, void *elem, const char *what, struct sbx_err *err)
 {
@@ -112,11 +122,4 @@ store_list (struct store *st, const char *sql, const struct store_val *vals, siz
   if (store_prepare_bind (st, sql, vals, n, &s, err) < 0)
     return -1;
   return store_rows_collect (st, s, size, row, list, len, what, err);
-}
-
-int
-store_row_int64 (sqlite3_stmt *s, void *elem, struct sbx_err *err)
-{
-  *(int64_t *) elem = sqlite3_column_int64 (s, 0);
-  return 0;
 }
