@@ -31,26 +31,25 @@ store_account_create (struct store *st, const char *id, int64_t balance, int64_t
   if (balance < 0)
     return sbx_err_set (err, SBX_E_INVALID, 0, "balance must not be negative");
   static const char sql[] = "INSERT INTO accounts (id, balance, created_at) VALUES (?1, ?2, ?3)";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, balance);
-    sqlite3_bind_int64 (s, 3, now_ms);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-      sbx_err_set (err, SBX_E_INVALID, 0, "account '%s' exists already", id);
-    else if (r != SQLITE_DONE)
-      store_db_err (st, err, "create account");
-    else
-      rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_int (balance), store_int (now_ms) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  if (store_run_locked (st, sql, v, STORE_NVALS (v), "create account", err) >= 0)
+    return 0;
+  if (sqlite3_extended_errcode (st->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+    return sbx_err_set (err, SBX_E_INVALID, 0, "account '%s' exists already", id);
+  return -1;
+}
+
+static int
+account_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  struct store_account *a = elem;
+  memset (a, 0, sizeof *a);
+  snprintf (a->id, sizeof a->id, "%s", (const char *) sqlite3_column_text (s, 0));
+  a->balance = sqlite3_column_int64 (s, 1);
+  a->created_at_ms = sqlite3_column_int64 (s, 2);
+  a->keys_active = sqlite3_column_int (s, 3);
+  return 0;
 }
 
 int
@@ -60,31 +59,18 @@ store_account_get (struct store *st, const char *id, struct store_account *out,
   static const char sql[]
       = "SELECT id, balance, created_at, (SELECT count(*) FROM api_keys k WHERE"
         " k.account_id = a.id AND k.revoked_at IS NULL) FROM accounts a WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", id);
-    else if (r != SQLITE_ROW)
-      store_db_err (st, err, "get account");
-    else
-      {
-        memset (out, 0, sizeof *out);
-        snprintf (out->id, sizeof out->id, "%s", (const char *) sqlite3_column_text (s, 0));
-        out->balance = sqlite3_column_int64 (s, 1);
-        out->created_at_ms = sqlite3_column_int64 (s, 2);
-        out->keys_active = sqlite3_column_int (s, 3);
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, sql, v, 1, account_row, out, "get account", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", id);
+  return r < 0 ? -1 : 0;
+}
+
+static int
+int64_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  *(int64_t *) elem = sqlite3_column_int64 (s, 0);
+  return 0;
 }
 
 int
@@ -95,29 +81,16 @@ store_account_topup (struct store *st, const char *id, int64_t amount, int64_t *
     return sbx_err_set (err, SBX_E_INVALID, 0, "top-up amount must be positive");
   static const char sql[] = "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1"
                             " RETURNING balance";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, amount);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", id);
-    else if (r != SQLITE_ROW)
-      store_db_err (st, err, "top up");
-    else
-      {
-        if (balance)
-          *balance = sqlite3_column_int64 (s, 0);
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_int (amount) };
+  int64_t b = 0;
+  int r = store_get (st, sql, v, STORE_NVALS (v), int64_row, &b, "top up", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", id);
+  if (r < 0)
+    return -1;
+  if (balance)
+    *balance = b;
+  return 0;
 }
 
 int
@@ -126,29 +99,17 @@ store_key_insert (struct store *st, const char *id, const char *account_id,
 {
   static const char sql[] = "INSERT INTO api_keys (id, account_id, hash, created_at)"
                             " VALUES (?1, ?2, ?3, ?4)";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, account_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_blob (s, 3, hash, 32, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 4, now_ms);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_CONSTRAINT_FOREIGNKEY)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", account_id);
-    else if (r == SQLITE_CONSTRAINT_PRIMARYKEY)
-      sbx_err_set (err, SBX_E_INVALID, 0, "key id '%s' exists already", id);
-    else if (r != SQLITE_DONE)
-      store_db_err (st, err, "insert key");
-    else
-      rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_text (account_id), store_blob (hash, 32),
+                                 store_int (now_ms) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  if (store_run_locked (st, sql, v, STORE_NVALS (v), "insert key", err) >= 0)
+    return 0;
+  int e = sqlite3_extended_errcode (st->db);
+  if (e == SQLITE_CONSTRAINT_FOREIGNKEY)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "account '%s' not found", account_id);
+  if (e == SQLITE_CONSTRAINT_PRIMARYKEY)
+    return sbx_err_set (err, SBX_E_INVALID, 0, "key id '%s' exists already", id);
+  return -1;
 }
 
 static void
@@ -178,27 +139,11 @@ int
 store_key_get (struct store *st, const char *id, struct store_key *out, struct sbx_err *err)
 {
   static const char sql[] = "SELECT " KEY_COLS " FROM api_keys WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "key '%s' not found", id);
-    else if (r != SQLITE_ROW)
-      store_db_err (st, err, "get key");
-    else
-      {
-        row_to_key (s, out);
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, sql, v, 1, key_row, out, "get key", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "key '%s' not found", id);
+  return r < 0 ? -1 : 0;
 }
 
 int
@@ -207,28 +152,15 @@ store_key_list (struct store *st, const char *account, struct store_key **out, s
 {
   static const char sql[] = "SELECT " KEY_COLS " FROM api_keys WHERE ?1 IS NULL OR"
                             " account_id = ?1 ORDER BY created_at, id";
-  struct store_key *list = NULL;
+  const struct store_val v[] = { store_text (account) };
+  void *rows = NULL;
   size_t len = 0;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    if (account)
-      sqlite3_bind_text (s, 1, account, -1, SQLITE_TRANSIENT);
-    void *rows = NULL;
-    rc = store_rows_collect (st, s, sizeof *list, key_row, &rows, &len, "list keys", err);
-    list = rows;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  if (rc < 0)
+  if (store_list (st, sql, v, 1, sizeof **out, key_row, &rows, &len, "list keys", err) < 0)
     {
-      free (list);
+      free (rows);
       return -1;
     }
-  *out = list;
+  *out = rows;
   *n = len;
   return 0;
 }
@@ -241,22 +173,17 @@ store_key_revoke (struct store *st, const char *id, int64_t now_ms, struct sbx_e
   struct store_key k;
   if (store_key_get (st, id, &k, err) < 0)
     return -1;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, now_ms);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      store_db_err (st, err, "revoke key");
-    else
-      rc = sqlite3_changes (st->db) > 0 ? 1 : 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_int (now_ms) };
+  int r = store_run (st, sql, v, STORE_NVALS (v), "revoke key", err);
+  return r < 0 ? -1 : r > 0;
+}
+
+static int
+owner_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  const unsigned char *t = sqlite3_column_text (s, 0);
+  snprintf (elem, STORE_OWNER_MAX, "%s", t ? (const char *) t : "local");
+  return 0;
 }
 
 int
@@ -264,26 +191,9 @@ store_sandbox_owner (struct store *st, const char *id, char owner[STORE_OWNER_MA
                      struct sbx_err *err)
 {
   static const char sql[] = "SELECT owner FROM sandboxes WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
-    else if (r != SQLITE_ROW)
-      store_db_err (st, err, "sandbox owner");
-    else
-      {
-        const unsigned char *t = sqlite3_column_text (s, 0);
-        snprintf (owner, STORE_OWNER_MAX, "%s", t ? (const char *) t : "local");
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, sql, v, 1, owner_row, owner, "sandbox owner", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "sandbox '%s' not found", id);
+  return r < 0 ? -1 : 0;
 }
