@@ -18,15 +18,6 @@ store_image_clear (struct store_image *im)
   im->layers_json = im->env_json = im->workdir = im->spec_json = im->error = NULL;
 }
 
-static void
-bind_opt (sqlite3_stmt *s, int i, const char *v)
-{
-  if (v && *v)
-    sqlite3_bind_text (s, i, v, -1, SQLITE_TRANSIENT);
-  else
-    sqlite3_bind_null (s, i);
-}
-
 int
 store_image_insert (struct store *st, const struct store_image *im, struct sbx_err *err)
 {
@@ -34,33 +25,21 @@ store_image_insert (struct store *st, const struct store_image *im, struct sbx_e
       = "INSERT OR IGNORE INTO images (id, kind, status, base, layers, env, workdir, parent,"
         " spec, error, created_at, updated_at)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, im->id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, im->kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 3, im->status, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 4, im->base, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 5, im->layers_json ? im->layers_json : "[]", -1, SQLITE_TRANSIENT);
-    bind_opt (s, 6, im->env_json);
-    bind_opt (s, 7, im->workdir);
-    bind_opt (s, 8, im->parent);
-    bind_opt (s, 9, im->spec_json);
-    bind_opt (s, 10, im->error);
-    sqlite3_bind_int64 (s, 11, im->created_at_ms);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "insert image");
-        goto out;
-      }
-    rc = sqlite3_changes (st->db) > 0 ? 1 : 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = {
+    store_text (im->id),
+    store_text (im->kind),
+    store_text (im->status),
+    store_text (im->base),
+    store_text (im->layers_json ? im->layers_json : "[]"),
+    store_opt_text (im->env_json),
+    store_opt_text (im->workdir),
+    store_opt_text (im->parent),
+    store_opt_text (im->spec_json),
+    store_opt_text (im->error),
+    store_int (im->created_at_ms),
+  };
+  int r = store_run (st, sql, v, STORE_NVALS (v), "insert image", err);
+  return r < 0 ? -1 : r > 0;
 }
 
 #define IMAGE_COLS                                                                                 \
@@ -115,29 +94,11 @@ int
 store_image_get (struct store *st, const char *id, struct store_image *out, struct sbx_err *err)
 {
   static const char sql[] = "SELECT " IMAGE_COLS " FROM images WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      {
-        sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
-        goto out;
-      }
-    if (r != SQLITE_ROW)
-      {
-        store_db_err (st, err, "get image");
-        goto out;
-      }
-    rc = row_to_image (s, out, err);
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, sql, v, 1, image_row, out, "get image", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
+  return r < 0 ? -1 : 0;
 }
 
 int
@@ -146,27 +107,10 @@ store_image_update (struct store *st, const char *id, const char *status,
 {
   static const char sql[] = "UPDATE images SET status = ?2, layers = COALESCE(?3, layers),"
                             " error = ?4, updated_at = ?5 WHERE id = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, status, -1, SQLITE_TRANSIENT);
-    bind_opt (s, 3, layers_json);
-    bind_opt (s, 4, error);
-    sqlite3_bind_int64 (s, 5, sbx_now_ms ());
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "update image");
-        goto out;
-      }
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_text (status),
+                                 store_opt_text (layers_json), store_opt_text (error),
+                                 store_int (sbx_now_ms ()) };
+  return store_run (st, sql, v, STORE_NVALS (v), "update image", err) < 0 ? -1 : 0;
 }
 
 void
@@ -181,38 +125,29 @@ int
 store_image_list (struct store *st, struct store_image **out, size_t *n, struct sbx_err *err)
 {
   static const char sql[] = "SELECT " IMAGE_COLS " FROM images ORDER BY created_at, id";
+  void *rows = NULL;
+  size_t len = 0;
   *out = NULL;
   *n = 0;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    void *rows = NULL;
-    rc = store_rows_collect (st, s, sizeof **out, image_row, &rows, n, "list images", err);
-    *out = rows;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  if (rc < 0)
+  if (store_list (st, sql, NULL, 0, sizeof **out, image_row, &rows, &len, "list images", err)
+      < 0)
     {
-      store_image_list_free (*out, *n);
-      *out = NULL;
-      *n = 0;
+      store_image_list_free (rows, len);
+      return -1;
     }
-  return rc;
+  *out = rows;
+  *n = len;
+  return 0;
 }
 
+/* count(*) of sql with ?1 = arg; with the lock held. */
 static int
 count (struct store *st, const char *sql, const char *arg, int64_t *out, struct sbx_err *err)
 {
+  const struct store_val v[] = { store_text (arg) };
   cleanup_stmt sqlite3_stmt *s = NULL;
-  if (store_prepare (st, sql, &s, err) < 0)
+  if (store_one_locked (st, sql, v, 1, &s, "count", err) < 0)
     return -1;
-  sqlite3_bind_text (s, 1, arg, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step (s) != SQLITE_ROW)
-    return store_db_err (st, err, "count");
   *out = sqlite3_column_int64 (s, 0);
   return 0;
 }
@@ -221,64 +156,32 @@ int
 store_image_delete_unused (struct store *st, const char *id, int64_t *sandboxes,
                            int64_t *children, struct sbx_err *err)
 {
-  int rc = -1;
   *sandboxes = *children = 0;
-  pthread_mutex_lock (&st->lock);
-  {
-    int64_t exists = 0;
-    if (count (st, "SELECT COUNT(*) FROM images WHERE id = ?1", id, &exists, err) < 0)
-      goto out;
-    if (!exists)
-      {
-        sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
-        goto out;
-      }
-    if (count (st, "SELECT COUNT(*) FROM sandboxes WHERE image = ?1 AND status = 'running'", id,
-               sandboxes, err)
-            < 0
-        || count (st, "SELECT COUNT(*) FROM images WHERE parent = ?1", id, children, err) < 0)
-      goto out;
-    if (*sandboxes || *children)
-      {
-        rc = 0;
-        goto out;
-      }
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, "DELETE FROM images WHERE id = ?1", &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "delete image");
-        goto out;
-      }
-    rc = 1;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  int64_t exists = 0;
+  if (count (st, "SELECT COUNT(*) FROM images WHERE id = ?1", id, &exists, err) < 0)
+    return -1;
+  if (!exists)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
+  if (count (st, "SELECT COUNT(*) FROM sandboxes WHERE image = ?1 AND status = 'running'", id,
+             sandboxes, err)
+          < 0
+      || count (st, "SELECT COUNT(*) FROM images WHERE parent = ?1", id, children, err) < 0)
+    return -1;
+  if (*sandboxes || *children)
+    return 0;
+  const struct store_val v[] = { store_text (id) };
+  if (store_run_locked (st, "DELETE FROM images WHERE id = ?1", v, 1, "delete image", err) < 0)
+    return -1;
+  return 1;
 }
 
+/* Run sql with ?1 = a; errors name the statement. */
 static int
 exec1 (struct store *st, const char *sql, const char *a, struct sbx_err *err)
 {
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, a, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, sql);
-        goto out;
-      }
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (a) };
+  return store_run (st, sql, v, 1, sql, err) < 0 ? -1 : 0;
 }
 
 int
@@ -306,52 +209,25 @@ store_layer_put (struct store *st, const char *id, uint64_t bytes, struct sbx_er
   static const char sql[]
       = "INSERT INTO layers (id, bytes, created_at) VALUES (?1, ?2, ?3)"
         " ON CONFLICT (id) DO UPDATE SET bytes = excluded.bytes";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, (sqlite3_int64) bytes);
-    sqlite3_bind_int64 (s, 3, sbx_now_ms ());
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "record layer");
-        goto out;
-      }
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id), store_int ((int64_t) bytes),
+                                 store_int (sbx_now_ms ()) };
+  return store_run (st, sql, v, STORE_NVALS (v), "record layer", err) < 0 ? -1 : 0;
+}
+
+static int
+bytes_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  *(uint64_t *) elem = (uint64_t) sqlite3_column_int64 (s, 0);
+  return 0;
 }
 
 int
 store_layer_bytes (struct store *st, const char *id, uint64_t *bytes, struct sbx_err *err)
 {
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, "SELECT bytes FROM layers WHERE id = ?1", &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, id, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      {
-        sbx_err_set (err, SBX_E_NOT_FOUND, 0, "layer '%s' not recorded", id);
-        goto out;
-      }
-    if (r != SQLITE_ROW)
-      {
-        store_db_err (st, err, "layer bytes");
-        goto out;
-      }
-    *bytes = (uint64_t) sqlite3_column_int64 (s, 0);
-    rc = 0;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (id) };
+  int r = store_get (st, "SELECT bytes FROM layers WHERE id = ?1", v, 1, bytes_row, bytes,
+                     "layer bytes", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "layer '%s' not recorded", id);
+  return r < 0 ? -1 : 0;
 }
