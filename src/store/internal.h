@@ -116,8 +116,11 @@ int store_one_locked (struct store *st, const char *sql, const struct store_val 
  * (elem untouched, err untouched), or -1 with err. */
 int store_get (struct store *st, const char *sql, const struct store_val *vals, size_t n,
                store_row_fn row, void *elem, const char *what, struct sbx_err *err);
-/* Takes the lock and collects every row (store_rows_collect; the caller frees the *len
- * elements in *list also on failure). 0 or -1 with err. */
+/* Collect every row (store_rows_collect; the caller frees the *len elements in *list also
+ * on failure). 0 or -1 with err. _locked: with st->lock held; else takes it. */
+int store_list_locked (struct store *st, const char *sql, const struct store_val *vals,
+                       size_t n, size_t size, store_row_fn row, void **list, size_t *len,
+                       const char *what, struct sbx_err *err);
 int store_list (struct store *st, const char *sql, const struct store_val *vals, size_t n,
                 size_t size, store_row_fn row, void **list, size_t *len, const char *what,
                 struct sbx_err *err);

@@ -47,57 +47,42 @@ store_tx_end (struct store *st, int ok, struct sbx_err *err)
   return rc;
 }
 
-int
-store_charge_reserve_account (struct store *st, const char *account_id, const char *owner,
-                              const char *op, int64_t amount, const char *ref, int64_t now_ms,
-                              int64_t *seq, struct sbx_err *err)
+/* The writes of store_charge_reserve_account, inside its transaction: 1 reserved, 0 the
+ * balance is short (nothing written), -1 with err. */
+static int
+reserve_account_tx (struct store *st, const char *account_id, const char *owner, const char *op,
+                    int64_t amount, const char *ref, int64_t now_ms, int64_t *seq,
+                    struct sbx_err *err)
 {
   static const char take[]
       = "UPDATE accounts SET balance = balance - ?2 WHERE id = ?1 AND balance >= ?2";
   static const char ins[]
       = "INSERT INTO charges (owner, method, account_id, op, amount, ref, state, created_at,"
         " updated_at) VALUES (?1, 'api_key', ?2, ?3, ?4, ?5, 'reserved', ?6, ?6)";
-  int rc = -1, ok = 0;
-  pthread_mutex_lock (&st->lock);
+  const struct store_val tv[] = { store_text (account_id), store_int (amount) };
+  int r = store_run_locked (st, take, tv, STORE_NVALS (tv), "reserve", err);
+  if (r <= 0)
+    return r;
+  const struct store_val iv[] = { store_text (owner), store_text (account_id), store_text (op),
+                                  store_int (amount), store_text (ref), store_int (now_ms) };
+  if (store_run_locked (st, ins, iv, STORE_NVALS (iv), "reserve", err) < 0)
+    return -1;
+  *seq = sqlite3_last_insert_rowid (st->db);
+  return 1;
+}
+
+int
+store_charge_reserve_account (struct store *st, const char *account_id, const char *owner,
+                              const char *op, int64_t amount, const char *ref, int64_t now_ms,
+                              int64_t *seq, struct sbx_err *err)
+{
+  cleanup_store_unlock struct store *locked = store_lock (st);
   if (store_tx_begin (st, err) < 0)
-    goto out;
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    cleanup_stmt sqlite3_stmt *i = NULL;
-    if (store_prepare (st, take, &s, err) < 0 || store_prepare (st, ins, &i, err) < 0)
-      goto end;
-    sqlite3_bind_text (s, 1, account_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (s, 2, amount);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "reserve");
-        goto end;
-      }
-    if (sqlite3_changes (st->db) == 0)
-      {
-        rc = 0; /* cannot pay: nothing written */
-        goto end;
-      }
-    sqlite3_bind_text (i, 1, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (i, 2, account_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (i, 3, op, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (i, 4, amount);
-    sqlite3_bind_text (i, 5, ref, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (i, 6, now_ms);
-    if (sqlite3_step (i) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "reserve");
-        goto end;
-      }
-    *seq = sqlite3_last_insert_rowid (st->db);
-    ok = 1;
-  }
-end:
-  if (store_tx_end (st, ok, err) == 0)
-    rc = 1;
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+    return -1;
+  int r = reserve_account_tx (st, account_id, owner, op, amount, ref, now_ms, seq, err);
+  if (store_tx_end (st, r > 0, err) < 0)
+    return r == 0 ? 0 : -1; /* 0: rolled back on purpose, the balance was short */
+  return 1;
 }
 
 int
@@ -108,19 +93,12 @@ store_charge_move_locked (struct store *st, int64_t seq, int to, const char *san
       = "UPDATE charges SET state = ?2, updated_at = ?3, sandbox_id = coalesce(?4, sandbox_id)"
         " WHERE seq = ?1 AND state = 'reserved' RETURNING method, account_id, amount";
   static const char back[] = "UPDATE accounts SET balance = balance + ?2 WHERE id = ?1";
+  const struct store_val v[] = { store_int (seq), store_text (store_charge_state_name (to)),
+                                 store_int (now_ms), store_opt_text (sandbox_id) };
   cleanup_stmt sqlite3_stmt *s = NULL;
-  if (store_prepare (st, upd, &s, err) < 0)
-    return -1;
-  sqlite3_bind_int64 (s, 1, seq);
-  sqlite3_bind_text (s, 2, store_charge_state_name (to), -1, SQLITE_STATIC);
-  sqlite3_bind_int64 (s, 3, now_ms);
-  if (sandbox_id && *sandbox_id)
-    sqlite3_bind_text (s, 4, sandbox_id, -1, SQLITE_TRANSIENT);
-  int r = sqlite3_step (s);
-  if (r == SQLITE_DONE)
-    return 0;
-  if (r != SQLITE_ROW)
-    return store_db_err (st, err, "update charge");
+  int r = store_row_locked (st, upd, v, STORE_NVALS (v), &s, "update charge", err);
+  if (r <= 0)
+    return r; /* 0: not reserved */
   int refund_account = to == STORE_CHARGE_REFUNDED
                        && !strcmp ((const char *) sqlite3_column_text (s, 0), "api_key")
                        && sqlite3_column_type (s, 1) != SQLITE_NULL;
@@ -132,13 +110,9 @@ store_charge_move_locked (struct store *st, int64_t seq, int to, const char *san
     return store_db_err (st, err, "update charge");
   if (refund_account)
     {
-      cleanup_stmt sqlite3_stmt *b = NULL;
-      if (store_prepare (st, back, &b, err) < 0)
+      const struct store_val b[] = { store_text (account), store_int (amount) };
+      if (store_run_locked (st, back, b, STORE_NVALS (b), "refund", err) < 0)
         return -1;
-      sqlite3_bind_text (b, 1, account, -1, SQLITE_TRANSIENT);
-      sqlite3_bind_int64 (b, 2, amount);
-      if (sqlite3_step (b) != SQLITE_DONE)
-        return store_db_err (st, err, "refund");
     }
   return 1;
 }
@@ -147,16 +121,13 @@ static int
 move (struct store *st, int64_t seq, int to, const char *sandbox_id, int64_t now_ms,
       struct sbx_err *err)
 {
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  if (store_tx_begin (st, err) == 0)
-    {
-      int r = store_charge_move_locked (st, seq, to, sandbox_id, now_ms, err);
-      if (store_tx_end (st, r >= 0, err) == 0)
-        rc = r;
-    }
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  if (store_tx_begin (st, err) < 0)
+    return -1;
+  int r = store_charge_move_locked (st, seq, to, sandbox_id, now_ms, err);
+  if (store_tx_end (st, r >= 0, err) < 0)
+    return -1;
+  return r;
 }
 
 int
@@ -211,27 +182,11 @@ int
 store_charge_get (struct store *st, int64_t seq, struct store_charge *out, struct sbx_err *err)
 {
   static const char sql[] = "SELECT " CHARGE_COLS " FROM charges WHERE seq = ?1";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_int64 (s, 1, seq);
-    int r = sqlite3_step (s);
-    if (r == SQLITE_DONE)
-      sbx_err_set (err, SBX_E_NOT_FOUND, 0, "charge %lld not found", (long long) seq);
-    else if (r != SQLITE_ROW)
-      store_db_err (st, err, "get charge");
-    else
-      {
-        row_to_charge (s, out);
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_int (seq) };
+  int r = store_get (st, sql, v, 1, charge_row, out, "get charge", err);
+  if (r == 0)
+    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "charge %lld not found", (long long) seq);
+  return r < 0 ? -1 : 0;
 }
 
 int
@@ -240,29 +195,17 @@ store_charge_list (struct store *st, const char *owner, int limit, struct store_
 {
   static const char sql[] = "SELECT " CHARGE_COLS " FROM charges WHERE ?1 IS NULL OR owner = ?1"
                             " ORDER BY seq DESC LIMIT ?2";
-  struct store_charge *list = NULL;
+  const struct store_val v[] = { store_text (owner), store_int (limit) };
+  void *rows = NULL;
   size_t len = 0;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    if (owner)
-      sqlite3_bind_text (s, 1, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int (s, 2, limit);
-    void *rows = NULL;
-    rc = store_rows_collect (st, s, sizeof *list, charge_row, &rows, &len, "list charges", err);
-    list = rows;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  if (rc < 0)
+  if (store_list (st, sql, v, STORE_NVALS (v), sizeof **out, charge_row, &rows, &len,
+                  "list charges", err)
+      < 0)
     {
-      free (list);
+      free (rows);
       return -1;
     }
-  *out = list;
+  *out = rows;
   *n = len;
   return 0;
 }
@@ -273,30 +216,34 @@ store_charge_totals (struct store *st, const char *owner, int64_t *amount, int64
 {
   static const char sql[] = "SELECT coalesce(sum(amount), 0), count(*) FROM charges"
                             " WHERE owner = ?1 AND state = 'charged'";
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    sqlite3_bind_text (s, 1, owner, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_ROW)
-      store_db_err (st, err, "charge totals");
-    else
-      {
-        *amount = sqlite3_column_int64 (s, 0);
-        *count = sqlite3_column_int64 (s, 1);
-        rc = 0;
-      }
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val v[] = { store_text (owner) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  cleanup_stmt sqlite3_stmt *s = NULL;
+  if (store_one_locked (st, sql, v, 1, &s, "charge totals", err) < 0)
+    return -1;
+  *amount = sqlite3_column_int64 (s, 0);
+  *count = sqlite3_column_int64 (s, 1);
+  return 0;
 }
 
-int
-store_charge_recover (struct store *st, int64_t now_ms, int *charged, int *refunded,
-                      struct sbx_err *err)
+/* A reserved charge and the sandbox it recorded, if that sandbox ran. */
+struct reserved {
+  int64_t seq;
+  char sb[SBX_ID_MAX];
+};
+
+static int
+reserved_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  struct reserved *r = elem;
+  r->seq = sqlite3_column_int64 (s, 0);
+  copy_text (s, 1, r->sb, sizeof r->sb);
+  return 0;
+}
+
+/* The writes of store_charge_recover, inside its transaction. */
+static int
+recover_tx (struct store *st, int64_t now_ms, int *charged, int *refunded, struct sbx_err *err)
 {
   /* Creates that got as far as recording their sandbox, and whose sandbox ran (it is
    * running, re-adopted, or its lifetime ended while sbxd was down), are charged; the x402
@@ -313,94 +260,51 @@ store_charge_recover (struct store *st, int64_t now_ms, int *charged, int *refun
   static const char pay_del[] = "DELETE FROM payments WHERE charge_seq = ?1 AND state = 'pending'";
   static const char requeue[] = "UPDATE payments SET settlement = 'queued', updated_at = ?1"
                                 " WHERE settlement = 'settling'";
-  int rc = -1, ok = 0, nc = 0, nr = 0;
-  pthread_mutex_lock (&st->lock);
-  if (store_tx_begin (st, err) < 0)
-    goto out;
-  {
-    cleanup_stmt sqlite3_stmt *f = NULL;
-    cleanup_stmt sqlite3_stmt *pd = NULL;
-    cleanup_stmt sqlite3_stmt *px = NULL;
-    cleanup_stmt sqlite3_stmt *rq = NULL;
-    if (store_prepare (st, find, &f, err) < 0 || store_prepare (st, pay_done, &pd, err) < 0
-        || store_prepare (st, pay_del, &px, err) < 0 || store_prepare (st, requeue, &rq, err) < 0)
-      goto end;
-    /* Collect first: the updates below must not run under an open SELECT on the table. */
-    struct { int64_t seq; char sb[SBX_ID_MAX]; } *v = NULL;
-    size_t len = 0, cap = 0;
-    int r;
-    while ((r = sqlite3_step (f)) == SQLITE_ROW)
-      {
-        if (len == cap)
-          {
-            cap = cap ? cap * 2 : 16;
-            void *nv = realloc (v, cap * sizeof *v);
-            if (!nv)
-              {
-                free (v);
-                sbx_err_sys (err, "recover charges");
-                goto end;
-              }
-            v = nv;
-          }
-        v[len].seq = sqlite3_column_int64 (f, 0);
-        copy_text (f, 1, v[len].sb, sizeof v[len].sb);
-        len++;
-      }
-    if (r != SQLITE_DONE)
-      {
-        free (v);
-        store_db_err (st, err, "recover charges");
-        goto end;
-      }
-    for (size_t i = 0; i < len; i++)
-      {
-        int have_sb = v[i].sb[0] != '\0';
-        if (store_charge_move_locked (st, v[i].seq,
-                                      have_sb ? STORE_CHARGE_CHARGED : STORE_CHARGE_REFUNDED,
-                                      have_sb ? v[i].sb : NULL, now_ms, err) < 0)
-          {
-            free (v);
-            goto end;
-          }
-        sqlite3_stmt *p = have_sb ? pd : px;
-        sqlite3_reset (p);
-        sqlite3_bind_int64 (p, 1, v[i].seq);
-        if (have_sb)
-          {
-            sqlite3_bind_text (p, 2, v[i].sb, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64 (p, 3, now_ms);
-          }
-        if (sqlite3_step (p) != SQLITE_DONE)
-          {
-            free (v);
-            store_db_err (st, err, "recover payment");
-            goto end;
-          }
-        if (have_sb)
-          nc++;
-        else
-          nr++;
-      }
-    free (v);
-    sqlite3_bind_int64 (rq, 1, now_ms);
-    if (sqlite3_step (rq) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "requeue settlements");
-        goto end;
-      }
-    ok = 1;
-  }
-end:
-  if (store_tx_end (st, ok, err) == 0)
+  /* Collect first: the updates below must not run under an open SELECT on the table. */
+  cleanup_free void *rows = NULL;
+  size_t len = 0;
+  if (store_list_locked (st, find, NULL, 0, sizeof (struct reserved), reserved_row, &rows, &len,
+                         "recover charges", err)
+      < 0)
+    return -1;
+  struct reserved *v = rows;
+  for (size_t i = 0; i < len; i++)
     {
-      rc = 0;
-      if (charged)
-        *charged = nc;
-      if (refunded)
-        *refunded = nr;
+      int have_sb = v[i].sb[0] != '\0';
+      if (store_charge_move_locked (st, v[i].seq,
+                                    have_sb ? STORE_CHARGE_CHARGED : STORE_CHARGE_REFUNDED,
+                                    have_sb ? v[i].sb : NULL, now_ms, err) < 0)
+        return -1;
+      /* pay_done binds all three, pay_del only the charge */
+      const struct store_val p[] = { store_int (v[i].seq), store_text (v[i].sb),
+                                     store_int (now_ms) };
+      if (store_run_locked (st, have_sb ? pay_done : pay_del, p, have_sb ? 3 : 1,
+                            "recover payment", err)
+          < 0)
+        return -1;
+      if (have_sb)
+        (*charged)++;
+      else
+        (*refunded)++;
     }
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  const struct store_val q[] = { store_int (now_ms) };
+  return store_run_locked (st, requeue, q, 1, "requeue settlements", err) < 0 ? -1 : 0;
+}
+
+int
+store_charge_recover (struct store *st, int64_t now_ms, int *charged, int *refunded,
+                      struct sbx_err *err)
+{
+  int nc = 0, nr = 0;
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  if (store_tx_begin (st, err) < 0)
+    return -1;
+  int r = recover_tx (st, now_ms, &nc, &nr, err);
+  if (store_tx_end (st, r == 0, err) < 0)
+    return -1;
+  if (charged)
+    *charged = nc;
+  if (refunded)
+    *refunded = nr;
+  return 0;
 }

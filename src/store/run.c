@@ -113,13 +113,21 @@ store_get (struct store *st, const char *sql, const struct store_val *vals, size
 }
 
 int
+store_list_locked (struct store *st, const char *sql, const struct store_val *vals, size_t n,
+                   size_t size, store_row_fn row, void **list, size_t *len, const char *what,
+                   struct sbx_err *err)
+{
+  cleanup_stmt sqlite3_stmt *s = NULL;
+  if (store_prepare_bind (st, sql, vals, n, &s, err) < 0)
+    return -1;
+  return store_rows_collect (st, s, size, row, list, len, what, err);
+}
+
+int
 store_list (struct store *st, const char *sql, const struct store_val *vals, size_t n,
             size_t size, store_row_fn row, void **list, size_t *len, const char *what,
             struct sbx_err *err)
 {
   cleanup_store_unlock struct store *locked = store_lock (st);
-  cleanup_stmt sqlite3_stmt *s = NULL;
-  if (store_prepare_bind (st, sql, vals, n, &s, err) < 0)
-    return -1;
-  return store_rows_collect (st, s, size, row, list, len, what, err);
+  return store_list_locked (st, sql, vals, n, size, row, list, len, what, err);
 }
