@@ -69,10 +69,13 @@ payment_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
   return 0;
 }
 
-int
-store_payment_begin (struct store *st, const struct store_payment *p, const char *owner,
-                     int64_t now_ms, int64_t *charge_seq, struct store_payment *existing,
-                     struct sbx_err *err)
+/* The lookup and writes of store_payment_begin, inside its transaction: 1 recorded with a
+ * reserved charge, 0 the (payer, nonce) is there already (read into existing), -1 with
+ * err. */
+static int
+payment_begin_tx (struct store *st, const struct store_payment *p, const char *owner,
+                  int64_t now_ms, int64_t *charge_seq, struct store_payment *existing,
+                  struct sbx_err *err)
 {
   static const char get[] = "SELECT " PAY_COLS " FROM payments WHERE payer = ?1 AND nonce = ?2";
   static const char charge[]
@@ -82,100 +85,75 @@ store_payment_begin (struct store *st, const struct store_payment *p, const char
       = "INSERT INTO payments (payer, nonce, version, request_hash, op, amount, valid_before,"
         " state, charge_seq, facilitator_body, created_at, updated_at)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?10)";
-  int rc = -1, ok = 0, found = 0;
-  char ref[160];
-  snprintf (ref, sizeof ref, "%s:%s", p->payer, p->nonce);
-  pthread_mutex_lock (&st->lock);
-  if (store_tx_begin (st, err) < 0)
-    goto out;
   {
+    const struct store_val key[] = { store_text (p->payer), store_text (p->nonce) };
     cleanup_stmt sqlite3_stmt *g = NULL;
-    cleanup_stmt sqlite3_stmt *c = NULL;
-    cleanup_stmt sqlite3_stmt *i = NULL;
-    if (store_prepare (st, get, &g, err) < 0 || store_prepare (st, charge, &c, err) < 0
-        || store_prepare (st, ins, &i, err) < 0)
-      goto end;
-    sqlite3_bind_text (g, 1, p->payer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (g, 2, p->nonce, -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step (g);
-    if (r == SQLITE_ROW)
+    int r = store_row_locked (st, get, key, STORE_NVALS (key), &g, "payment lookup", err);
+    if (r < 0)
+      return -1;
+    if (r > 0)
       {
         row_to_payment (g, existing);
-        found = ok = 1;
-        goto end;
+        return 0;
       }
-    if (r != SQLITE_DONE)
-      {
-        store_db_err (st, err, "payment lookup");
-        goto end;
-      }
-    sqlite3_bind_text (c, 1, owner, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (c, 2, p->op, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (c, 3, p->amount);
-    sqlite3_bind_text (c, 4, ref, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (c, 5, now_ms);
-    if (sqlite3_step (c) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "reserve payment");
-        goto end;
-      }
-    int64_t seq = sqlite3_last_insert_rowid (st->db);
-    sqlite3_bind_text (i, 1, p->payer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (i, 2, p->nonce, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int (i, 3, p->version);
-    sqlite3_bind_text (i, 4, p->request_hash, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (i, 5, p->op, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (i, 6, p->amount);
-    sqlite3_bind_int64 (i, 7, p->valid_before);
-    sqlite3_bind_int64 (i, 8, seq);
-    sqlite3_bind_text (i, 9, p->facilitator_body ? p->facilitator_body : "{}", -1,
-                       SQLITE_TRANSIENT);
-    sqlite3_bind_int64 (i, 10, now_ms);
-    if (sqlite3_step (i) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "record payment");
-        goto end;
-      }
-    *charge_seq = seq;
-    ok = 1;
   }
-end:
-  if (store_tx_end (st, ok && !found, err) == 0)
-    rc = 1;
-  else if (found)
-    rc = 0; /* rolled back on purpose: nothing was written */
-  else if (existing)
-    store_payment_clear (existing);
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+  char ref[160];
+  snprintf (ref, sizeof ref, "%s:%s", p->payer, p->nonce);
+  const struct store_val cv[] = { store_text (owner), store_text (p->op), store_int (p->amount),
+                                  store_text (ref), store_int (now_ms) };
+  if (store_run_locked (st, charge, cv, STORE_NVALS (cv), "reserve payment", err) < 0)
+    return -1;
+  int64_t seq = sqlite3_last_insert_rowid (st->db);
+  const struct store_val iv[] = {
+    store_text (p->payer),
+    store_text (p->nonce),
+    store_int (p->version),
+    store_text (p->request_hash),
+    store_text (p->op),
+    store_int (p->amount),
+    store_int (p->valid_before),
+    store_int (seq),
+    store_text (p->facilitator_body ? p->facilitator_body : "{}"),
+    store_int (now_ms),
+  };
+  if (store_run_locked (st, ins, iv, STORE_NVALS (iv), "record payment", err) < 0)
+    return -1;
+  *charge_seq = seq;
+  return 1;
 }
 
-/* The charge of a payment; with the lock held. 0 if there is no such payment. */
+int
+store_payment_begin (struct store *st, const struct store_payment *p, const char *owner,
+                     int64_t now_ms, int64_t *charge_seq, struct store_payment *existing,
+                     struct sbx_err *err)
+{
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  if (store_tx_begin (st, err) < 0)
+    return -1;
+  int r = payment_begin_tx (st, p, owner, now_ms, charge_seq, existing, err);
+  if (store_tx_end (st, r > 0, err) == 0)
+    return 1;
+  if (r == 0)
+    return 0; /* rolled back on purpose: nothing was written */
+  if (existing)
+    store_payment_clear (existing);
+  return -1;
+}
+
+/* The charge of a payment; with the lock held. -1 with err (SBX_E_NOT_FOUND if there is no
+ * such payment). */
 static int64_t
 payment_charge (struct store *st, const char *payer, const char *nonce, struct sbx_err *err)
 {
   static const char sql[] = "SELECT charge_seq FROM payments WHERE payer = ?1 AND nonce = ?2";
+  const struct store_val v[] = { store_text (payer), store_text (nonce) };
   cleanup_stmt sqlite3_stmt *s = NULL;
-  if (store_prepare (st, sql, &s, err) < 0)
-    return -1;
-  sqlite3_bind_text (s, 1, payer, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text (s, 2, nonce, -1, SQLITE_TRANSIENT);
-  int r = sqlite3_step (s);
-  if (r == SQLITE_ROW)
+  int r = store_row_locked (st, sql, v, STORE_NVALS (v), &s, "payment charge", err);
+  if (r > 0)
     return sqlite3_column_int64 (s, 0);
-  if (r == SQLITE_DONE)
+  if (r == 0)
     return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "no payment %s:%s", payer, nonce);
-  return store_db_err (st, err, "payment charge");
-}
-
-static void
-bind_opt (sqlite3_stmt *s, int i, const char *v)
-{
-  if (v)
-    sqlite3_bind_text (s, i, v, -1, SQLITE_TRANSIENT);
-  else
-    sqlite3_bind_null (s, i);
+  return -1;
 }
 
 int
@@ -187,39 +165,20 @@ store_payment_done (struct store *st, const char *payer, const char *nonce,
   static const char sql[]
       = "UPDATE payments SET state = 'done', sandbox_id = ?3, status = ?4, response = ?5,"
         " receipt = ?6, settlement = ?7, updated_at = ?8 WHERE payer = ?1 AND nonce = ?2";
-  int rc = -1, ok = 0;
-  pthread_mutex_lock (&st->lock);
+  const struct store_val v[] = {
+    store_text (payer),    store_text (nonce),   store_opt_text (sandbox_id), store_int (status),
+    store_text (response), store_text (receipt), store_text (settlement),     store_int (now_ms),
+  };
+  cleanup_store_unlock struct store *locked = store_lock (st);
   if (store_tx_begin (st, err) < 0)
-    goto out;
-  {
-    int64_t seq = payment_charge (st, payer, nonce, err);
-    if (seq < 0 || store_charge_move_locked (st, seq, STORE_CHARGE_CHARGED, sandbox_id, now_ms,
-                                             err) < 0)
-      goto end;
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto end;
-    sqlite3_bind_text (s, 1, payer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, nonce, -1, SQLITE_TRANSIENT);
-    bind_opt (s, 3, sandbox_id && *sandbox_id ? sandbox_id : NULL);
-    sqlite3_bind_int (s, 4, status);
-    bind_opt (s, 5, response);
-    bind_opt (s, 6, receipt);
-    bind_opt (s, 7, settlement);
-    sqlite3_bind_int64 (s, 8, now_ms);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "payment done");
-        goto end;
-      }
-    ok = 1;
-  }
-end:
-  if (store_tx_end (st, ok, err) == 0)
-    rc = 0;
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+    return -1;
+  /* the charge and the stored answer change together */
+  int64_t seq = payment_charge (st, payer, nonce, err);
+  int ok = seq >= 0
+           && store_charge_move_locked (st, seq, STORE_CHARGE_CHARGED, sandbox_id, now_ms, err)
+                  >= 0
+           && store_run_locked (st, sql, v, STORE_NVALS (v), "payment done", err) >= 0;
+  return store_tx_end (st, ok, err);
 }
 
 int
@@ -227,33 +186,30 @@ store_payment_release (struct store *st, const char *payer, const char *nonce, i
                        struct sbx_err *err)
 {
   static const char sql[] = "DELETE FROM payments WHERE payer = ?1 AND nonce = ?2";
-  int rc = -1, ok = 0;
-  pthread_mutex_lock (&st->lock);
+  const struct store_val v[] = { store_text (payer), store_text (nonce) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
   if (store_tx_begin (st, err) < 0)
-    goto out;
-  {
-    int64_t seq = payment_charge (st, payer, nonce, err);
-    if (seq < 0 || store_charge_move_locked (st, seq, STORE_CHARGE_REFUNDED, NULL, now_ms,
-                                             err) < 0)
-      goto end;
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto end;
-    sqlite3_bind_text (s, 1, payer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, nonce, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "release payment");
-        goto end;
-      }
-    ok = 1;
-  }
-end:
-  if (store_tx_end (st, ok, err) == 0)
-    rc = 0;
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+    return -1;
+  int64_t seq = payment_charge (st, payer, nonce, err);
+  int ok = seq >= 0
+           && store_charge_move_locked (st, seq, STORE_CHARGE_REFUNDED, NULL, now_ms, err) >= 0
+           && store_run_locked (st, sql, v, STORE_NVALS (v), "release payment", err) >= 0;
+  return store_tx_end (st, ok, err);
+}
+
+/* The charge was made when the operation succeeded; a failed settlement takes it back
+ * (charged -> refunded is only allowed here, hence the direct update). Lock held. */
+static int
+undo_charge (struct store *st, const char *payer, const char *nonce, int64_t now_ms,
+             struct sbx_err *err)
+{
+  static const char undo[] = "UPDATE charges SET state = 'refunded', updated_at = ?2"
+                             " WHERE seq = ?1 AND state = 'charged'";
+  int64_t seq = payment_charge (st, payer, nonce, err);
+  if (seq < 0)
+    return -1;
+  const struct store_val v[] = { store_int (seq), store_int (now_ms) };
+  return store_run_locked (st, undo, v, STORE_NVALS (v), "undo charge", err) < 0 ? -1 : 0;
 }
 
 int
@@ -267,55 +223,19 @@ store_payment_settled (struct store *st, const char *payer, const char *nonce, i
   static const char bad[]
       = "UPDATE payments SET settlement = 'failed', settle_error = ?3, receipt = ?4,"
         " updated_at = ?5, status = ?6, response = ?7 WHERE payer = ?1 AND nonce = ?2";
-  int rc = -1, ok = 0;
-  pthread_mutex_lock (&st->lock);
+  /* good binds the first five */
+  const struct store_val v[] = {
+    store_text (payer),   store_text (nonce),  store_text (ok_settle ? tx_hash : error),
+    store_text (receipt), store_int (now_ms), store_int (status), store_text (response),
+  };
+  cleanup_store_unlock struct store *locked = store_lock (st);
   if (store_tx_begin (st, err) < 0)
-    goto out;
-  {
-    if (!ok_settle)
-      {
-        /* The charge was made when the operation succeeded; a failed settlement takes it
-         * back (charged -> refunded is only allowed here, hence the direct update). */
-        static const char undo[] = "UPDATE charges SET state = 'refunded', updated_at = ?2"
-                                   " WHERE seq = ?1 AND state = 'charged'";
-        int64_t seq = payment_charge (st, payer, nonce, err);
-        cleanup_stmt sqlite3_stmt *u = NULL;
-        if (seq < 0 || store_prepare (st, undo, &u, err) < 0)
-          goto end;
-        sqlite3_bind_int64 (u, 1, seq);
-        sqlite3_bind_int64 (u, 2, now_ms);
-        if (sqlite3_step (u) != SQLITE_DONE)
-          {
-            store_db_err (st, err, "undo charge");
-            goto end;
-          }
-      }
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, ok_settle ? good : bad, &s, err) < 0)
-      goto end;
-    sqlite3_bind_text (s, 1, payer, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text (s, 2, nonce, -1, SQLITE_TRANSIENT);
-    bind_opt (s, 3, ok_settle ? tx_hash : error);
-    bind_opt (s, 4, receipt);
-    sqlite3_bind_int64 (s, 5, now_ms);
-    if (!ok_settle)
-      {
-        sqlite3_bind_int (s, 6, status);
-        bind_opt (s, 7, response);
-      }
-    if (sqlite3_step (s) != SQLITE_DONE)
-      {
-        store_db_err (st, err, "payment settled");
-        goto end;
-      }
-    ok = 1;
-  }
-end:
-  if (store_tx_end (st, ok, err) == 0)
-    rc = 0;
-out:
-  pthread_mutex_unlock (&st->lock);
-  return rc;
+    return -1;
+  int ok = (ok_settle || undo_charge (st, payer, nonce, now_ms, err) == 0)
+           && store_run_locked (st, ok_settle ? good : bad, v, ok_settle ? 5 : 7,
+                                "payment settled", err)
+                  >= 0;
+  return store_tx_end (st, ok, err);
 }
 
 void
@@ -332,28 +252,16 @@ store_payment_list (struct store *st, const char *which, struct store_payment **
 {
   static const char sql[] = "SELECT " PAY_COLS " FROM payments WHERE settlement IS NOT NULL"
                             " AND (?1 IS NULL OR settlement = ?1) ORDER BY created_at, payer";
-  struct store_payment *list = NULL;
+  const struct store_val v[] = { store_text (which) };
+  void *rows = NULL;
   size_t len = 0;
-  int rc = -1;
-  pthread_mutex_lock (&st->lock);
-  {
-    cleanup_stmt sqlite3_stmt *s = NULL;
-    if (store_prepare (st, sql, &s, err) < 0)
-      goto out;
-    if (which)
-      sqlite3_bind_text (s, 1, which, -1, SQLITE_TRANSIENT);
-    void *rows = NULL;
-    rc = store_rows_collect (st, s, sizeof *list, payment_row, &rows, &len, "list payments", err);
-    list = rows;
-  }
-out:
-  pthread_mutex_unlock (&st->lock);
-  if (rc < 0)
+  if (store_list (st, sql, v, 1, sizeof **out, payment_row, &rows, &len, "list payments", err)
+      < 0)
     {
-      store_payment_list_free (list, len);
+      store_payment_list_free (rows, len);
       return -1;
     }
-  *out = list;
+  *out = rows;
   *n = len;
   return 0;
 }
