@@ -252,10 +252,8 @@ static int
 pragma_int (struct store *st, const char *sql, int *out, struct sbx_err *err)
 {
   cleanup_stmt sqlite3_stmt *s = NULL;
-  if (store_prepare (st, sql, &s, err) < 0)
+  if (store_one_locked (st, sql, NULL, 0, &s, sql, err) < 0)
     return -1;
-  if (sqlite3_step (s) != SQLITE_ROW)
-    return store_db_err (st, err, sql);
   *out = sqlite3_column_int (s, 0);
   return 0;
 }
@@ -264,9 +262,8 @@ int
 store_schema_version (struct store *st)
 {
   int v = -1;
-  pthread_mutex_lock (&st->lock);
+  cleanup_store_unlock struct store *locked = store_lock (st);
   pragma_int (st, "PRAGMA user_version", &v, NULL);
-  pthread_mutex_unlock (&st->lock);
   return v;
 }
 
