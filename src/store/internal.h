@@ -88,6 +88,11 @@ store_blob (const void *p, int len)
 }
 #define STORE_NVALS(a) (sizeof (a) / sizeof (a)[0])
 
+/* Text column i of the current row: copied into dst (cap bytes, truncated; "" for NULL),
+ * or strdup'ed (NULL for NULL, and when out of memory). */
+void store_col_copy (sqlite3_stmt *s, int i, char *dst, size_t cap);
+char *store_col_dup (sqlite3_stmt *s, int i);
+
 /* The query helpers. `what` names the query in errors: any SQLite failure is
  * SBX_E_INTERNAL "what: <sqlite message>"; after a failure, with the lock still held,
  * sqlite3_extended_errcode (st->db) tells which (e.g. SQLITE_CONSTRAINT_PRIMARYKEY) for

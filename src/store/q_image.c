@@ -45,34 +45,20 @@ store_image_insert (struct store *st, const struct store_image *im, struct sbx_e
 #define IMAGE_COLS                                                                                 \
   "id, kind, status, base, layers, env, workdir, parent, spec, error, created_at, updated_at"
 
-static char *
-dup_text (sqlite3_stmt *s, int i)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  return t ? strdup ((const char *) t) : NULL;
-}
-
-static void
-copy_text (sqlite3_stmt *s, int i, char *dst, size_t cap)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  snprintf (dst, cap, "%s", t ? (const char *) t : "");
-}
-
 static int
 row_to_image (sqlite3_stmt *s, struct store_image *im, struct sbx_err *err)
 {
   memset (im, 0, sizeof *im);
-  copy_text (s, 0, im->id, sizeof im->id);
-  copy_text (s, 1, im->kind, sizeof im->kind);
-  copy_text (s, 2, im->status, sizeof im->status);
-  copy_text (s, 3, im->base, sizeof im->base);
-  im->layers_json = dup_text (s, 4);
-  im->env_json = dup_text (s, 5);
-  im->workdir = dup_text (s, 6);
-  copy_text (s, 7, im->parent, sizeof im->parent);
-  im->spec_json = dup_text (s, 8);
-  im->error = dup_text (s, 9);
+  store_col_copy (s, 0, im->id, sizeof im->id);
+  store_col_copy (s, 1, im->kind, sizeof im->kind);
+  store_col_copy (s, 2, im->status, sizeof im->status);
+  store_col_copy (s, 3, im->base, sizeof im->base);
+  im->layers_json = store_col_dup (s, 4);
+  im->env_json = store_col_dup (s, 5);
+  im->workdir = store_col_dup (s, 6);
+  store_col_copy (s, 7, im->parent, sizeof im->parent);
+  im->spec_json = store_col_dup (s, 8);
+  im->error = store_col_dup (s, 9);
   im->created_at_ms = sqlite3_column_int64 (s, 10);
   im->updated_at_ms = sqlite3_column_int64 (s, 11);
   if (!im->layers_json)

@@ -147,24 +147,17 @@ store_charge_refund (struct store *st, int64_t seq, int64_t now_ms, struct sbx_e
   "seq, owner, method, account_id, op, sandbox_id, amount, ref, state, created_at, updated_at"
 
 static void
-copy_text (sqlite3_stmt *s, int i, char *dst, size_t cap)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  snprintf (dst, cap, "%s", t ? (const char *) t : "");
-}
-
-static void
 row_to_charge (sqlite3_stmt *s, struct store_charge *c)
 {
   memset (c, 0, sizeof *c);
   c->seq = sqlite3_column_int64 (s, 0);
-  copy_text (s, 1, c->owner, sizeof c->owner);
-  copy_text (s, 2, c->method, sizeof c->method);
-  copy_text (s, 3, c->account_id, sizeof c->account_id);
-  copy_text (s, 4, c->op, sizeof c->op);
-  copy_text (s, 5, c->sandbox_id, sizeof c->sandbox_id);
+  store_col_copy (s, 1, c->owner, sizeof c->owner);
+  store_col_copy (s, 2, c->method, sizeof c->method);
+  store_col_copy (s, 3, c->account_id, sizeof c->account_id);
+  store_col_copy (s, 4, c->op, sizeof c->op);
+  store_col_copy (s, 5, c->sandbox_id, sizeof c->sandbox_id);
   c->amount = sqlite3_column_int64 (s, 6);
-  copy_text (s, 7, c->ref, sizeof c->ref);
+  store_col_copy (s, 7, c->ref, sizeof c->ref);
   c->state = state_parse (sqlite3_column_text (s, 8));
   c->created_at_ms = sqlite3_column_int64 (s, 9);
   c->updated_at_ms = sqlite3_column_int64 (s, 10);
@@ -237,7 +230,7 @@ reserved_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
 {
   struct reserved *r = elem;
   r->seq = sqlite3_column_int64 (s, 0);
-  copy_text (s, 1, r->sb, sizeof r->sb);
+  store_col_copy (s, 1, r->sb, sizeof r->sb);
   return 0;
 }
 

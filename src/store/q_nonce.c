@@ -23,41 +23,27 @@ store_payment_clear (struct store_payment *p)
   " settle_error, created_at"
 
 static void
-copy_text (sqlite3_stmt *s, int i, char *dst, size_t cap)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  snprintf (dst, cap, "%s", t ? (const char *) t : "");
-}
-
-static char *
-dup_text (sqlite3_stmt *s, int i)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  return t ? strdup ((const char *) t) : NULL;
-}
-
-static void
 row_to_payment (sqlite3_stmt *s, struct store_payment *p)
 {
   memset (p, 0, sizeof *p);
-  copy_text (s, 0, p->payer, sizeof p->payer);
-  copy_text (s, 1, p->nonce, sizeof p->nonce);
+  store_col_copy (s, 0, p->payer, sizeof p->payer);
+  store_col_copy (s, 1, p->nonce, sizeof p->nonce);
   p->version = sqlite3_column_int (s, 2);
-  copy_text (s, 3, p->request_hash, sizeof p->request_hash);
-  copy_text (s, 4, p->op, sizeof p->op);
+  store_col_copy (s, 3, p->request_hash, sizeof p->request_hash);
+  store_col_copy (s, 4, p->op, sizeof p->op);
   p->amount = sqlite3_column_int64 (s, 5);
   p->valid_before = sqlite3_column_int64 (s, 6);
   const unsigned char *state = sqlite3_column_text (s, 7);
   p->done = state && !strcmp ((const char *) state, "done");
   p->charge_seq = sqlite3_column_int64 (s, 8);
-  copy_text (s, 9, p->sandbox_id, sizeof p->sandbox_id);
+  store_col_copy (s, 9, p->sandbox_id, sizeof p->sandbox_id);
   p->status = sqlite3_column_int (s, 10);
-  p->response = dup_text (s, 11);
-  p->receipt = dup_text (s, 12);
-  p->facilitator_body = dup_text (s, 13);
-  copy_text (s, 14, p->settlement, sizeof p->settlement);
-  copy_text (s, 15, p->tx_hash, sizeof p->tx_hash);
-  copy_text (s, 16, p->settle_error, sizeof p->settle_error);
+  p->response = store_col_dup (s, 11);
+  p->receipt = store_col_dup (s, 12);
+  p->facilitator_body = store_col_dup (s, 13);
+  store_col_copy (s, 14, p->settlement, sizeof p->settlement);
+  store_col_copy (s, 15, p->tx_hash, sizeof p->tx_hash);
+  store_col_copy (s, 16, p->settle_error, sizeof p->settle_error);
   p->created_at_ms = sqlite3_column_int64 (s, 17);
 }
 

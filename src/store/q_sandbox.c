@@ -47,29 +47,15 @@ store_sandbox_insert (struct store *st, const struct store_sandbox *sb, struct s
   "id, status, image, created_at, expires_at, timeout, cpu_millis, memory_mb, env, workdir,"     \
   " commands_executed, terminated_at, reason, owner, charge_ref"
 
-static char *
-dup_col (sqlite3_stmt *s, int i)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  return t ? strdup ((const char *) t) : NULL;
-}
-
-static void
-copy_col (sqlite3_stmt *s, int i, char *dst, size_t cap)
-{
-  const unsigned char *t = sqlite3_column_text (s, i);
-  snprintf (dst, cap, "%s", t ? (const char *) t : "");
-}
-
 static int
 row_to_sandbox (sqlite3_stmt *s, struct store_sandbox *out, struct sbx_err *err)
 {
   memset (out, 0, sizeof *out);
-  copy_col (s, 0, out->id, sizeof out->id);
+  store_col_copy (s, 0, out->id, sizeof out->id);
   const unsigned char *status = sqlite3_column_text (s, 1);
   out->status = status && !strcmp ((const char *) status, "terminated") ? STORE_TERMINATED
                                                                        : STORE_RUNNING;
-  copy_col (s, 2, out->image, sizeof out->image);
+  store_col_copy (s, 2, out->image, sizeof out->image);
   out->created_at_ms = sqlite3_column_int64 (s, 3);
   out->expires_at_ms = sqlite3_column_int64 (s, 4);
   out->timeout_s = sqlite3_column_int64 (s, 5);
@@ -77,11 +63,11 @@ row_to_sandbox (sqlite3_stmt *s, struct store_sandbox *out, struct sbx_err *err)
   out->memory_mb = (uint64_t) sqlite3_column_int64 (s, 7);
   out->commands_executed = sqlite3_column_int64 (s, 10);
   out->terminated_at_ms = sqlite3_column_int64 (s, 11);
-  copy_col (s, 12, out->reason, sizeof out->reason);
-  copy_col (s, 13, out->owner, sizeof out->owner);
+  store_col_copy (s, 12, out->reason, sizeof out->reason);
+  store_col_copy (s, 13, out->owner, sizeof out->owner);
   out->charge_ref = sqlite3_column_int64 (s, 14);
-  if ((sqlite3_column_type (s, 8) != SQLITE_NULL && !(out->env_json = dup_col (s, 8)))
-      || (sqlite3_column_type (s, 9) != SQLITE_NULL && !(out->workdir = dup_col (s, 9))))
+  if ((sqlite3_column_type (s, 8) != SQLITE_NULL && !(out->env_json = store_col_dup (s, 8)))
+      || (sqlite3_column_type (s, 9) != SQLITE_NULL && !(out->workdir = store_col_dup (s, 9))))
     {
       store_sandbox_clear (out);
       return sbx_err_sys (err, "copy sandbox row");

@@ -2,9 +2,6 @@
 #include "internal.h"
 #include "store_images.h"
 
-#include <stdio.h>
-#include <string.h>
-
 int
 store_volume_insert (struct store *st, const struct store_volume *v, struct sbx_err *err)
 {
@@ -25,8 +22,7 @@ static int
 volume_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
 {
   struct store_volume *v = elem;
-  const unsigned char *t = sqlite3_column_text (s, 0);
-  snprintf (v->name, sizeof v->name, "%s", t ? (const char *) t : "");
+  store_col_copy (s, 0, v->name, sizeof v->name);
   v->size_mb = (uint64_t) sqlite3_column_int64 (s, 1);
   v->created_at_ms = sqlite3_column_int64 (s, 2);
   return 0;

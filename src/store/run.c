@@ -2,6 +2,9 @@
  * struct sbx_err, so that each query in q_*.c says only its SQL, values and answers. */
 #include "internal.h"
 
+#include <stdio.h>
+#include <string.h>
+
 struct store *
 store_lock (struct store *st)
 {
@@ -130,4 +133,18 @@ store_list (struct store *st, const char *sql, const struct store_val *vals, siz
 {
   cleanup_store_unlock struct store *locked = store_lock (st);
   return store_list_locked (st, sql, vals, n, size, row, list, len, what, err);
+}
+
+void
+store_col_copy (sqlite3_stmt *s, int i, char *dst, size_t cap)
+{
+  const unsigned char *t = sqlite3_column_text (s, i);
+  snprintf (dst, cap, "%s", t ? (const char *) t : "");
+}
+
+char *
+store_col_dup (sqlite3_stmt *s, int i)
+{
+  const unsigned char *t = sqlite3_column_text (s, i);
+  return t ? strdup ((const char *) t) : NULL;
 }
