@@ -224,12 +224,16 @@ is_sandbox_init (pid_t pid, const char *id)
   return 0;
 }
 
+/* The pid is a symlink's target (spawn.c); versions before wrote it as file content. */
 static pid_t
 read_pid_file (const char *run_dir)
 {
   char path[PATH_MAX + 8], buf[32];
   snprintf (path, sizeof path, "%s/pid", run_dir);
-  if (sbx_read_file (path, buf, sizeof buf) <= 0)
+  ssize_t n = readlink (path, buf, sizeof buf - 1);
+  if (n >= 0)
+    buf[n] = '\0';
+  else if (errno != EINVAL || sbx_read_file (path, buf, sizeof buf) <= 0)
     return -1;
   char *end;
   long v = strtol (buf, &end, 10);

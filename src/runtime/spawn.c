@@ -174,10 +174,9 @@ check_spec (const struct rt_spec *spec, struct sbx_err *err)
 static int
 make_run_dir (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
 {
-  char parent[PATH_MAX], root[PATH_MAX];
+  char parent[PATH_MAX];
   if (rt_run_dir_path (sb->run_dir, spec->state_dir, spec->id) < 0
-      || snprintf (parent, sizeof parent, "%s/run", spec->state_dir) >= (int) sizeof parent
-      || snprintf (root, sizeof root, "%s/root", sb->run_dir) >= (int) sizeof root)
+      || snprintf (parent, sizeof parent, "%s/run", spec->state_dir) >= (int) sizeof parent)
     return stage_err (err, RT_STAGE_RUN_DIR, ENAMETOOLONG, "path of '%s'", spec->state_dir);
   /* <state_dir>/run is made only when missing (mkdir -p costs a syscall per component). */
   int r = mkdir (sb->run_dir, 0700);
@@ -189,10 +188,7 @@ make_run_dir (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err 
     }
   if (r < 0)
     return stage_err (err, RT_STAGE_RUN_DIR, errno, "mkdir '%s'", sb->run_dir);
-  sb->have_run_dir = 1;
-  /* The scratch tmpfs mount point; the mount exists only in the sandbox's namespace. */
-  if (mkdir (root, 0700) < 0)
-    return stage_err (err, RT_STAGE_RUN_DIR, errno, "mkdir '%s'", root);
+  sb->have_run_dir = 1; /* also the scratch tmpfs mount point, in the sandbox's namespace */
   return 0;
 }
 
@@ -344,16 +340,16 @@ wait_child (int sync_fd, pid_t pid, int *scratch_fd, struct sbx_err *err)
     }
 }
 
+/* A symlink whose target is the pid: ext4 keeps a short target in the inode, so unlike
+ * a file with content it allocates no block, and its removal frees none (a synchronous
+ * discard on hosts mounted with -o discard). Read by read_pid_file (sandbox.c). */
 static int
 write_pid_file (struct rt_sandbox *sb)
 {
-  char path[PATH_MAX + 8], val[32];
+  char path[PATH_MAX + 8], val[16];
   snprintf (path, sizeof path, "%s/pid", sb->run_dir);
-  snprintf (val, sizeof val, "%d\n", (int) sb->pid);
-  cleanup_close int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0)
-    return -1;
-  return sbx_write_all (fd, val, strlen (val));
+  snprintf (val, sizeof val, "%d", (int) sb->pid);
+  return symlink (val, path);
 }
 
 static int

@@ -81,6 +81,6 @@ def test_no_timer_or_uid_lock_fd_per_sandbox(own_sbxd):
 
 def uid_slot(d, sid):
     """The uid slot of sandbox sid, from its PID 1's uid_map (base 0x10000000, 65536 each)."""
-    pid = int(open(f"{d.state_dir}/run/{sid}/pid").read())
+    pid = int(os.readlink(f"{d.state_dir}/run/{sid}/pid"))  # a symlink to the pid
     base = int(open(f"/proc/{pid}/uid_map").read().split()[1])
     return (base - 0x10000000) // 65536

@@ -111,3 +111,23 @@ def test_sigterm_cuts_running_exec_and_keeps_the_sandbox(own_sbxd):
     d.start()
     assert d.exec(sid, "echo ok").json()["stdout"] == "ok\n"
     d.post("/sandbox/terminate", {"sandbox_id": sid})
+
+
+def test_run_dir_of_an_older_version_is_adopted_and_removed(own_sbxd):
+    """Before, the pid was a file's content and the scratch mount point a root/ subdir;
+    now pid is a symlink to the pid. A sandbox left by an older sbxd must still be
+    adopted, served and cleaned up."""
+    import os
+    d = own_sbxd()
+    sid = d.create()
+    run = d.state_dir / "run" / sid
+    pid = int(os.readlink(run / "pid"))
+    d.kill9()
+    (run / "pid").unlink()
+    (run / "pid").write_text(f"{pid}\n")
+    (run / "root").mkdir(mode=0o700)
+    d.start()
+    assert d.exec(sid, "echo ok").json()["stdout"] == "ok\n"
+    assert d.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
+    assert wait_clean(d.state_dir, [sid]) == []
+    assert not run.exists()

@@ -29,7 +29,7 @@ def spawners(d):
 
 
 def init_pid(d, sid):
-    return int((d.state_dir / "run" / sid / "pid").read_text())
+    return int(os.readlink(d.state_dir / "run" / sid / "pid"))  # a symlink to the pid
 
 
 def ppid(pid):
