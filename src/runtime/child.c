@@ -147,9 +147,9 @@ stage_mount_private (const struct rt_child *c)
 
 /* One tmpfs holds all writable space (overlay upper, /tmp, /dev/shm), so a single size
  * and inode bound covers them together. It is mounted over the run dir itself (in our
- * namespace only): a subdirectory as mount point would be one more directory per sandbox
- * on the host's filesystem to create and remove (on ext4 each removal frees a block,
- * a synchronous discard on hosts mounted with -o discard). Mounted while still host
+ * namespace only): a subdirectory as mount point was one more directory per sandbox on
+ * the host's filesystem to create and remove (on ext4 each removal frees a block, a
+ * synchronous discard on hosts mounted with -o discard). Mounted while still host
  * root (the run dir is 0700); uid=0,gid=0 are parsed in our user namespace, so its root
  * directory belongs to the sandbox's root. The cwd still is the directory under the
  * mount, so the path is walked again to enter the tmpfs. */
