@@ -8,42 +8,13 @@
 
 #include "store/store.h"
 #include "store/store_money.h"
+#include "test_store_fixture.h"
 
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-struct fixture {
-  char dir[PATH_MAX];
-  char db[PATH_MAX + 16];
-  struct store *st;
-};
-
-static int
-setup (void **state)
-{
-  struct fixture *f = calloc (1, sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/sbx-test-money-XXXXXX");
-  assert_non_null (mkdtemp (f->dir));
-  snprintf (f->db, sizeof f->db, "%s/sbx.db", f->dir);
-  struct sbx_err err = { 0 };
-  if (store_open (f->db, &f->st, &err) < 0)
-    fail_msg ("store_open: %s", err.msg);
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  store_close (f->st);
-  sbx_rm_rf (f->dir);
-  free (f);
-  return 0;
-}
 
 static int64_t
 bal (struct store *st, const char *id)

@@ -7,44 +7,27 @@
 #include <cmocka.h>
 
 #include "store/internal.h"
+#include "test_store_fixture.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-struct fixture {
-  char dir[PATH_MAX];
-  char db[PATH_MAX + 16];
-  struct store *st;
-};
-
 static const char create_t[]
     = "CREATE TABLE t (k TEXT PRIMARY KEY NOT NULL, n INTEGER, b BLOB, o TEXT)";
 static const char ins[] = "INSERT INTO t (k, n, b, o) VALUES (?1, ?2, ?3, ?4)";
 static const char get[] = "SELECT k, n, b, o, typeof (o) FROM t WHERE k = ?1";
 
+/* The shared fixture, with a table of every column type. */
 static int
-setup (void **state)
+setup_t (void **state)
 {
-  struct fixture *f = calloc (1, sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/sbx-test-store-run-XXXXXX");
-  assert_non_null (mkdtemp (f->dir));
-  snprintf (f->db, sizeof f->db, "%s/sbx.db", f->dir);
-  struct sbx_err err = { 0 };
-  if (store_open (f->db, &f->st, &err) < 0 || store_exec_sql (f->st, create_t, &err) < 0)
-    fail_msg ("setup: %s", err.msg);
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
+  setup (state);
   struct fixture *f = *state;
-  store_close (f->st);
-  sbx_rm_rf (f->dir);
-  free (f);
+  struct sbx_err err = { 0 };
+  if (store_exec_sql (f->st, create_t, &err) < 0)
+    fail_msg ("create table: %s", err.msg);
   return 0;
 }
 
@@ -244,10 +227,10 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_binds_round_trip, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_changes_and_no_row, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_constraint_maps_to_err, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_busy_database, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_binds_round_trip, setup_t, teardown),
+    cmocka_unit_test_setup_teardown (test_changes_and_no_row, setup_t, teardown),
+    cmocka_unit_test_setup_teardown (test_constraint_maps_to_err, setup_t, teardown),
+    cmocka_unit_test_setup_teardown (test_busy_database, setup_t, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
