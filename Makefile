@@ -1,5 +1,5 @@
-# sbx build. `make` builds build/sbxd, build/sbx, build/sbx-init (static) and the test
-# probe; `make test` runs every test (unit, then integration against real sandboxes).
+# sbx build. `make` builds build/sbxd, build/sbx-spawner, build/sbx, build/sbx-init (static)
+# and the test probe; `make test` runs every test (unit, then integration against real sandboxes).
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
@@ -26,7 +26,7 @@ $(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
 SERVER_LIBS = -lmicrohttpd -ljansson -lsqlite3 -lseccomp -lcurl -lsecp256k1 -lcrypto -lpthread
 CLI_LIBS    = -ljansson -lseccomp -lpthread  # libcurl: loaded on demand, see src/cli/curl_lazy.c
 
-all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-probe $(B)/sbx-admin
+all: $(B)/sbx-init $(B)/sbx $(B)/sbxd $(B)/sbx-spawner $(B)/sbx-probe $(B)/sbx-admin
 
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -77,6 +77,11 @@ SBXD_LIBS = $(B)/libserver.a $(B)/libbilling.a $(B)/libstore.a $(B)/libimages.a 
             $(B)/libruntime.a $(B)/libproto.a $(B)/libcommon.a
 $(B)/sbxd: $(B)/obj/server/main.o $(SBXD_LIBS)
 	$(CC) $(LDHARDEN) -o $@ $^ $(SERVER_LIBS)
+
+# sbxd's spawner processes (src/runtime/spawner.c): linked with only what a spawn needs,
+# since every clone3 copies the spawner's memory map.
+$(B)/sbx-spawner: $(B)/obj/spawner/main.o $(B)/libruntime.a $(B)/libcommon.a
+	$(CC) $(LDHARDEN) -o $@ $^ -lseccomp -lpthread
 
 # The probe runs inside sandboxes in tests: static, no dependency on the image.
 $(B)/sbx-probe: tests/probe/probe.c

@@ -72,13 +72,14 @@ struct rt_sandbox; /* opaque */
  * stage failed and why. */
 int rt_sandbox_spawn (const struct rt_spec *spec, struct rt_sandbox **out, struct sbx_err *err);
 
-/* Fork n (at most RT_SPAWNERS_MAX) small spawner processes that rt_sandbox_spawn uses
- * from then on, except for die_with_parent sandboxes: cloning a sandbox from a big
- * multi-threaded process costs twice as much (spawner.c). Call it early, before any
- * thread exists and before big allocations. A process that never calls it spawns in
- * itself. */
+/* Start n (at most RT_SPAWNERS_MAX) spawner processes, the sbx-spawner program at path,
+ * that rt_sandbox_spawn uses from then on, except for die_with_parent sandboxes: cloning
+ * a sandbox from a big multi-threaded process costs twice as much (spawner.c). Call it
+ * early, before any thread exists. A process that never calls it spawns in itself. */
 #define RT_SPAWNERS_MAX 8
-int rt_spawner_start (int n, struct sbx_err *err);
+int rt_spawner_start (const char *path, int n, struct sbx_err *err);
+/* sbx-spawner's main loop: serve spawn requests on fd until its peer closes it. */
+int rt_spawner_serve (int fd);
 
 /* Re-adopt a sandbox started by an earlier sbxd (found via its run dir). Fails with
  * SBX_E_NOT_FOUND if its PID 1 is gone; the caller then calls rt_cleanup_stale. */

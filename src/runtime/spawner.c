@@ -1,16 +1,19 @@
 /* Spawner processes: sbxd's sandboxes are cloned from small single-threaded helpers
  * instead of from sbxd itself.
  *
- * Why: clone3 copies the calling process's page tables, and the pre-exec child then
- * faults in (copy-on-write) every page it touches and tears the copy down again at exec.
- * For a busy multi-threaded sbxd (SQLite cache, HTTP buffers, thread stacks) that doubled
- * the cost of a spawn (profile: clone 2.25 ms and child 4.24 ms median from sbxd vs 1.1
- * and 2.2 from the small `sbx run` process). A spawner is forked from sbxd at start,
- * before any thread or database exists, and stays that small.
+ * Why: clone3 copies the calling process's memory map and page tables, and the pre-exec
+ * child then faults in (copy-on-write) every page it touches and tears the copy down
+ * again at exec. For a busy multi-threaded sbxd (SQLite cache, HTTP buffers, thread
+ * stacks, 39 shared libraries) that doubled the cost of a spawn (profile: clone 2.25 ms
+ * and child 4.24 ms median from sbxd vs 1.1 and 2.2 from the small `sbx run` process).
+ * A spawner is its own small program, sbx-spawner (src/spawner/main.c: this file, the
+ * runtime, libc and libseccomp; ~40 mappings instead of sbxd's ~210), that sbxd forks and
+ * executes at start, before any thread or database exists.
  *
- * Protocol, over a SOCK_SEQPACKET pair, one exchange at a time per spawner:
+ * Protocol, over a SOCK_SEQPACKET pair (fd 3 of the spawner), one exchange at a time per
+ * spawner:
  *   request:  the rt_spec, packed (strings length-prefixed, limits as raw bytes: both
- *             ends are the same binary)
+ *             ends are built from the same source tree)
  *   response: struct spawn_reply, with the sandbox's pidfd and scratch fd attached
  *             (SCM_RIGHTS) when it worked (the uid slot lock stays with sbx-init)
  * The sandbox is the spawner's child; the spawner ignores SIGCHLD, so the kernel reaps it
@@ -283,26 +286,22 @@ serve_one (int fd, const char *req, size_t len)
   send_reply (fd, &rep, NULL);
 }
 
-static _Noreturn void
-spawner_main (int fd, pid_t parent, char *req)
+int
+rt_spawner_serve (int fd)
 {
-  /* Die with sbxd; never outlive it even if it died before the prctl. */
-  if (prctl (PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid () != parent)
-    _exit (1);
+  char *req = malloc (SPAWN_REQ_MAX); /* one buffer for every request */
+  if (!req)
+    return -1;
   /* Our sandboxes are reaped by the kernel (sbxd waits on their pidfds). */
   struct sigaction ign = { .sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT };
   sigaction (SIGCHLD, &ign, NULL);
-  /* Keep stdio (logging) and our socket, nothing else of sbxd's (its state dir lock). */
-  if (dup2 (fd, 3) < 0 || syscall (SYS_close_range, 4u, ~0u, 0) < 0)
-    _exit (1);
-  fd = 3;
   for (;;)
     {
       ssize_t n = recv (fd, req, SPAWN_REQ_MAX, MSG_TRUNC);
       if (n < 0 && errno == EINTR)
         continue;
       if (n <= 0)
-        _exit (0); /* sbxd closed its end */
+        break; /* sbxd closed its end */
       if ((size_t) n > SPAWN_REQ_MAX)
         {
           struct spawn_reply rep = { .code = SBX_E_INTERNAL, .sys_errno = EMSGSIZE };
@@ -312,13 +311,39 @@ spawner_main (int fd, pid_t parent, char *req)
         }
       serve_one (fd, req, (size_t) n);
     }
+  free (req);
+  return 0;
+}
+
+/* The forked child, on its way to become sbx-spawner. */
+static _Noreturn void
+exec_spawner (const char *path, int fd, pid_t parent)
+{
+  /* Die with sbxd; never outlive it even if it died before the prctl (PDEATHSIG
+   * survives the exec: sbx-spawner is no set-id program). */
+  if (prctl (PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid () != parent)
+    _exit (1);
+  /* Keep stdio (logging) and our socket as fd 3, nothing else of sbxd's (its state dir
+   * lock); dup2 clears close-on-exec. */
+  if (dup2 (fd, 3) < 0 || syscall (SYS_close_range, 4u, ~0u, 0) < 0)
+    _exit (1);
+  sigset_t none;
+  sigemptyset (&none);
+  sigprocmask (SIG_SETMASK, &none, NULL);
+  char level[16];
+  snprintf (level, sizeof level, "%d", sbx_log_get_level ());
+  char *const argv[] = { "sbx-spawner", level, NULL };
+  execv (path, argv);
+  _exit (127);
 }
 
 int
-rt_spawner_start (int n, struct sbx_err *err)
+rt_spawner_start (const char *path, int n, struct sbx_err *err)
 {
   if (n > RT_SPAWNERS_MAX)
     n = RT_SPAWNERS_MAX;
+  if (access (path, X_OK) < 0)
+    return sbx_err_sys (err, "spawner: '%s'", path);
   pthread_mutex_lock (&g.mu);
   for (int i = g.n; i < n; i++)
     {
@@ -344,10 +369,7 @@ rt_spawner_start (int n, struct sbx_err *err)
           return sbx_err_sys (err, "spawner: fork");
         }
       if (pid == 0)
-        {
-          close (pair[0]);
-          spawner_main (pair[1], parent, req); /* receives requests in the same buffer */
-        }
+        exec_spawner (path, pair[1], parent);
       close (pair[1]);
       g.sp[i] = (struct spawner) { .fd = pair[0], .pid = pid, .req = req };
       g.n = i + 1;

@@ -261,11 +261,14 @@ main (int argc, char **argv)
   pthread_sigmask (SIG_BLOCK, &set, NULL);
   signal (SIGPIPE, SIG_IGN);
 
-  /* Sandboxes are cloned from small helper processes forked now, while sbxd is still
-   * small and single-threaded (src/runtime/spawner.c): one per CPU, at least two. */
+  /* Sandboxes are cloned by sbx-spawner processes (next to sbxd) started now, while sbxd
+   * is still single-threaded (src/runtime/spawner.c): one per CPU, at least two. */
   long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
-  if (rt_spawner_start (ncpu > 2 ? (int) ncpu : 2, &err) < 0)
-    LOG_WARN ("%s: sandboxes are spawned by sbxd itself", err.msg);
+  char spawner[PATH_MAX];
+  if (sbx_find_sibling ("sbx-spawner", spawner, sizeof spawner) < 0
+      || rt_spawner_start (spawner, ncpu > 2 ? (int) ncpu : 2, &err) < 0)
+    LOG_WARN ("%s: sandboxes are spawned by sbxd itself (slower)",
+              err.msg[0] ? err.msg : "sbx-spawner not found next to sbxd");
 
   static struct srv s;
   snprintf (path, sizeof path, "%s/sbx.db", cfg.state_dir);

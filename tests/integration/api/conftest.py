@@ -42,11 +42,12 @@ class Sbxd:
         self.proc = None
         self.log_path = self.state_dir / "sbxd.log"
         self.created = []  # every sandbox id this sbxd handed out
+        self.binary = SBXD_BIN
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [SBXD_BIN, "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
+            [self.binary, "--listen", f"127.0.0.1:{self.port}", "--state-dir", str(self.state_dir),
              "--init", str(SBX_INIT), "--log-level", "debug", *self.extra_args],
             stdout=log, stderr=log)
         deadline = time.monotonic() + 120

@@ -1,6 +1,7 @@
-"""sbxd clones its sandboxes from small spawner processes (src/runtime/spawner.c): the
-sandboxes are their children, the spawners hold nothing of sbxd's, and when they die sbxd
-keeps creating sandboxes by itself."""
+"""sbxd clones its sandboxes from small spawner processes, the sbx-spawner program
+(src/runtime/spawner.c): the sandboxes are their children, the spawners hold nothing of
+sbxd's, and when they die (or the program is missing) sbxd keeps creating sandboxes by
+itself."""
 import os
 import signal
 import time
@@ -23,9 +24,14 @@ def children(pid):
 
 
 def spawners(d):
-    """sbxd's children that run the sbxd binary (sandboxes run sbx-init)."""
-    exe = os.readlink(f"/proc/{d.proc.pid}/exe")
+    """sbxd's children that run sbx-spawner, next to sbxd (sandboxes run sbx-init)."""
+    exe = os.path.join(os.path.dirname(os.readlink(f"/proc/{d.proc.pid}/exe")), "sbx-spawner")
     return [p for p in children(d.proc.pid) if os.readlink(f"/proc/{p}/exe") == exe]
+
+
+def mappings(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return sum(1 for _ in f)
 
 
 def init_pid(d, sid):
@@ -45,6 +51,8 @@ def test_sandboxes_come_from_spawners_that_hold_no_sbxd_fds(python_image):
             # stdio and the socket to sbxd: not its database, HTTP socket or state dir lock
             fds = sorted(int(f) for f in os.listdir(f"/proc/{p}/fd"))
             assert fds == [0, 1, 2, 3], (p, fds, [os.readlink(f"/proc/{p}/fd/{f}") for f in fds])
+            # the point of a program of its own: a clone copies far fewer mappings
+            assert mappings(p) * 3 < mappings(d.proc.pid), (mappings(p), mappings(d.proc.pid))
         sid = d.create()
         assert ppid(init_pid(d, sid)) in sp
         r = d.exec(sid, ["/bin/sh", "-c", "echo $$; cat /proc/1/comm"])
@@ -94,3 +102,25 @@ def test_spawners_end_with_sbxd(python_image):
     r = d.exec(sid, ["/bin/true"])
     assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
     finish(d)
+
+
+def test_sbxd_spawns_by_itself_without_the_spawner_program(python_image, tmp_path):
+    """A copy of sbxd without sbx-spawner beside it: a warning, and every
+    sandbox is cloned by sbxd itself."""
+    import shutil
+    import pytest
+    if os.path.exists("/usr/local/lib/sbx/sbx-spawner"):
+        pytest.skip("an installed sbx-spawner would be found (sbx_find_sibling's fallback)")
+    d = Sbxd(make_state_dir(), ["--pool-size", "0"])  # --init names the real sbx-init
+    shutil.copy2(d.binary, tmp_path / "sbxd")
+    d.binary = str(tmp_path / "sbxd")
+    d.start()
+    try:
+        assert spawners(d) == []
+        assert "sbx-spawner not found next to sbxd" in d.log()
+        sid = d.create()
+        assert ppid(init_pid(d, sid)) == d.proc.pid
+        r = d.exec(sid, ["/bin/echo", "ok"])
+        assert r.status_code == 200 and r.json()["stdout"] == "ok\n", r.text
+    finally:
+        finish(d)
