@@ -530,6 +530,47 @@ def cycles(sbxd, nclients, ncycles):
     return wall, lat, errors, drain
 
 
+def peer_rate(argv, nclients, count):
+    """count runs of argv, nclients at a time (xargs -P): (runs/s, failed runs)."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["xargs", "-P", str(nclients), "-I{}", *argv],
+                       input="\n".join(str(i) for i in range(count)) + "\n",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    return count / wall, (0 if p.returncode == 0 else p.stderr.count("\n") or 1)
+
+
+def peer_throughput(images, levels, count):
+    """The same levels for whole one-shot sandboxes running /bin/true: the ceiling a host
+    gives for namespaces alone (bwrap) next to sbx run's and a plain process's."""
+    rootfs = os.path.join(images, "python-3.11", "rootfs")
+    state = tempfile.mkdtemp(prefix="sbx-bench-run.")
+    os.symlink(images, os.path.join(state, "images"))
+    peers = [("fork+exec /bin/true", ["/bin/true"]),
+             ("sbx run -- /bin/true", [os.path.join(ROOT, "build", "sbx"), "run",
+                                       "--state-dir", state, "--", "/bin/true"])]
+    if shutil.which("bwrap"):
+        peers.insert(1, ("bwrap --unshare-all /bin/true",
+                         ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", rootfs,
+                          "/", "--proc", "/proc", "--dev", "/dev", "/bin/true"]))
+    rows, notes = [], []
+    try:
+        for n in levels:
+            log(f"throughput: peers, {count} runs each with {n} at a time")
+            row = [n]
+            for name, argv in peers:
+                rate, failed = peer_rate(argv, n, count)
+                row.append(f"{rate:.1f}")
+                if failed:
+                    notes.append(f"{name}, {n} at a time: some runs failed")
+            rows.append(row)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    if not shutil.which("bwrap"):
+        notes.append("bwrap: skipped (not installed)")
+    return [name for name, _ in peers], rows, notes
+
+
 def cmd_throughput(args, images):
     levels = [int(x) for x in args.clients.split(",")]
     d = Sbxd(images, max(4096, 2 * max(levels)), args.pool_args.split()
@@ -549,6 +590,7 @@ def cmd_throughput(args, images):
                 notes.append(f"{n} clients: {len(errors)} errors, first: {errors[0]}")
     finally:
         d.stop()
+    peer_names, peer_rows, peer_notes = peer_throughput(images, levels, min(args.cycles, 500))
     print()
     print(f"sbx bench-api: throughput, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
     print(f"host: {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs; one cycle = "
@@ -559,6 +601,12 @@ def cmd_throughput(args, images):
     print_table(("clients", "cycles", "errors", "wall s", "cycles/s", "median", "p90", "p99",
                  "min", "max", "drain s"), rows)
     for n in notes:
+        print(f"note: {n}")
+    print()
+    print("peers, same levels, measured after sbxd stopped: whole one-shot sandboxes per "
+          "second (xargs -P clients; no HTTP, no exec into a running sandbox)")
+    print_table(("clients", *peer_names), peer_rows)
+    for n in peer_notes:
         print(f"note: {n}")
     print()
 
