@@ -144,22 +144,31 @@ store_image_delete_unused (struct store *st, const char *id, int64_t *sandboxes,
 {
   *sandboxes = *children = 0;
   cleanup_store_unlock struct store *locked = store_lock (st);
+  /* The checks and the delete in one transaction: another process on the database
+   * (sbx admin) cannot start a user in between. */
+  if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
+    return -1;
   int64_t exists = 0;
-  if (count (st, "SELECT COUNT(*) FROM images WHERE id = ?1", id, &exists, err) < 0)
-    return -1;
-  if (!exists)
-    return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
-  if (count (st, "SELECT COUNT(*) FROM sandboxes WHERE image = ?1 AND status = 'running'", id,
-             sandboxes, err)
-          < 0
-      || count (st, "SELECT COUNT(*) FROM images WHERE parent = ?1", id, children, err) < 0)
-    return -1;
-  if (*sandboxes || *children)
-    return 0;
+  int rc = 1;
   const struct store_val v[] = { store_text (id) };
-  if (store_run_locked (st, "DELETE FROM images WHERE id = ?1", v, 1, "delete image", err) < 0)
-    return -1;
-  return 1;
+  if (count (st, "SELECT COUNT(*) FROM images WHERE id = ?1", id, &exists, err) < 0)
+    rc = -1;
+  else if (!exists)
+    rc = sbx_err_set (err, SBX_E_NOT_FOUND, 0, "image '%s' not found", id);
+  else if (count (st, "SELECT COUNT(*) FROM sandboxes WHERE image = ?1 AND status = 'running'",
+                  id, sandboxes, err)
+               < 0
+           || count (st, "SELECT COUNT(*) FROM images WHERE parent = ?1", id, children, err) < 0)
+    rc = -1;
+  else if (*sandboxes || *children)
+    rc = 0;
+  if (rc == 1
+      && (store_run_locked (st, "DELETE FROM images WHERE id = ?1", v, 1, "delete image", err) < 0
+          || store_exec_sql (st, "COMMIT", err) < 0))
+    rc = -1;
+  if (rc != 1)
+    store_exec_sql (st, "ROLLBACK", NULL); /* a failed COMMIT must not stay open either */
+  return rc;
 }
 
 /* Run sql with ?1 = a; errors name the statement. */

@@ -72,27 +72,30 @@ store_volume_delete_unused (struct store *st, const char *name, int64_t *users,
   const struct store_val v[] = { store_text (name) };
   *users = 0;
   cleanup_store_unlock struct store *locked = store_lock (st);
+  /* The check and the deletes in one transaction: another process on the database
+   * (sbx admin) cannot add a user in between. */
+  if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
+    return -1;
+  int rc = 1;
   {
     cleanup_stmt sqlite3_stmt *c = NULL;
     if (store_one_locked (st, count, v, 1, &c, "volume users", err) < 0)
-      return -1;
-    if (sqlite3_column_int64 (c, 0) == 0)
-      return sbx_err_set (err, SBX_E_NOT_FOUND, 0, "volume '%s' not found", name);
-    *users = sqlite3_column_int64 (c, 1);
+      rc = -1;
+    else if (sqlite3_column_int64 (c, 0) == 0)
+      rc = sbx_err_set (err, SBX_E_NOT_FOUND, 0, "volume '%s' not found", name);
+    else if ((*users = sqlite3_column_int64 (c, 1)) > 0)
+      rc = 0;
   }
-  if (*users)
-    return 0;
-  if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
-    return -1;
-  if (store_run_locked (st, del_uses, v, 1, "delete volume", err) < 0
-      || store_run_locked (st, del, v, 1, "delete volume", err) < 0)
-    {
-      store_exec_sql (st, "ROLLBACK", NULL);
-      return -1;
-    }
-  if (store_exec_sql (st, "COMMIT", err) < 0)
-    return -1;
-  return 1;
+  if (rc == 1
+      && (store_run_locked (st, del_uses, v, 1, "delete volume", err) < 0
+          || store_run_locked (st, del, v, 1, "delete volume", err) < 0
+          || store_exec_sql (st, "COMMIT", err) < 0))
+    rc = -1;
+  /* Nothing to keep unless COMMIT succeeded; a failed COMMIT leaves the transaction open,
+   * and the next BEGIN on this connection would fail. */
+  if (rc != 1)
+    store_exec_sql (st, "ROLLBACK", NULL);
+  return rc;
 }
 
 int

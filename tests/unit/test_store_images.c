@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "store/internal.h"
 #include "store/store.h"
 #include "store/store_images.h"
 #include "test_store_fixture.h"
@@ -141,6 +142,36 @@ test_volumes (void **state)
   free (list);
 }
 
+/* Whatever delete_unused answers (in use, deleted, not found), no transaction stays open
+ * on the connection: the next BEGIN IMMEDIATE of another query would fail. */
+static void
+test_delete_unused_closes_its_transaction (void **state)
+{
+  struct store *st = ((struct fixture *) *state)->st;
+  struct sbx_err err = { 0 };
+  struct store_volume v = { .name = "data", .size_mb = 64, .created_at_ms = 3 };
+  assert_int_equal (store_volume_insert (st, &v, &err), 0);
+  add_sandbox (st, "sb-1", "img-1");
+  assert_int_equal (store_sandbox_volume_add (st, "sb-1", "data", "/data", &err), 0);
+  struct store_image img = { .id = "img-1", .kind = "build", .status = "ready",
+                            .base = "python:3.11", .created_at_ms = 1 };
+  assert_int_equal (store_image_insert (st, &img, &err), 1);
+  int64_t users, sandboxes, children;
+  assert_int_equal (store_volume_delete_unused (st, "data", &users, &err), 0);
+  assert_true (sqlite3_get_autocommit (st->db));
+  assert_int_equal (store_image_delete_unused (st, "img-1", &sandboxes, &children, &err), 0);
+  assert_true (sqlite3_get_autocommit (st->db));
+  assert_int_equal (store_volume_delete_unused (st, "nope", &users, &err), -1);
+  assert_true (sqlite3_get_autocommit (st->db));
+  assert_int_equal (store_image_delete_unused (st, "nope", &sandboxes, &children, &err), -1);
+  assert_true (sqlite3_get_autocommit (st->db));
+  assert_int_equal (store_sandbox_terminate (st, "sb-1", 9, "done", &err), 1);
+  assert_int_equal (store_volume_delete_unused (st, "data", &users, &err), 1);
+  assert_true (sqlite3_get_autocommit (st->db));
+  assert_int_equal (store_image_delete_unused (st, "img-1", &sandboxes, &children, &err), 1);
+  assert_true (sqlite3_get_autocommit (st->db));
+}
+
 int
 main (void)
 {
@@ -148,6 +179,7 @@ main (void)
     cmocka_unit_test_setup_teardown (test_images, setup, teardown),
     cmocka_unit_test_setup_teardown (test_layers, setup, teardown),
     cmocka_unit_test_setup_teardown (test_volumes, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_delete_unused_closes_its_transaction, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
