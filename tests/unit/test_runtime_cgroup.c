@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "runtime/cgroup.h"
+#include "test_runtime_cgroup_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,177 +23,43 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ID "sb_0123456789abcdef0123"
-#define MiB (1024ULL * 1024)
+/* The real hierarchies of this machine. */
+#define REAL_ROOT "/sys/fs/cgroup"
+#define REAL_V2_ROOT REAL_ROOT "/unified"
+#define CGROUP2_MAGIC 0x63677270
 
-static char g_root[PATH_MAX];
-
-/* ---- fake tree helpers ---------------------------------------------------- */
-
-static void
-put (const char *dir, const char *file, const char *content)
-{
-  char p[PATH_MAX];
-  snprintf (p, sizeof p, "%s/%s", dir, file);
-  int fd = open (p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  assert_true (fd >= 0);
-  assert_int_equal (sbx_write_all (fd, content, strlen (content)), 0);
-  close (fd);
-}
-
-/* Contents of dir/file into buf ("<absent>" if the file does not exist). */
-static const char *
-get (const char *dir, const char *file, char *buf, size_t cap)
-{
-  char p[PATH_MAX];
-  snprintf (p, sizeof p, "%s/%s", dir, file);
-  if (sbx_read_file (p, buf, cap) < 0)
-    snprintf (buf, cap, "<absent>");
-  return buf;
-}
-
-#define assert_knob(dir, file, want)                                                              \
-  do                                                                                               \
-    {                                                                                              \
-      char kb_[256];                                                                               \
-      assert_string_equal (get ((dir), (file), kb_, sizeof kb_), (want));                          \
-    }                                                                                              \
-  while (0)
-
-static int
-exists (const char *p)
-{
-  struct stat st;
-  return lstat (p, &st) == 0;
-}
-
-static void
-dir_of (char out[PATH_MAX], const char *ctrl)
-{
-  if (ctrl)
-    snprintf (out, PATH_MAX, "%s/%s/sbx/%s", g_root, ctrl, ID);
-  else
-    snprintf (out, PATH_MAX, "%s/sbx/%s", g_root, ID);
-}
-
-/* What the kernel would show in a new v1 cgroup of controller ctrl (mounted as mnt). */
-static void
-fake_v1_ctrl (const char *mnt, const char *ctrl)
-{
-  char d[PATH_MAX];
-  snprintf (d, sizeof d, "%s/%s/sbx/%s", g_root, mnt, ID);
-  assert_int_equal (sbx_mkdir_p (d, 0755), 0);
-  put (d, "cgroup.procs", "");
-  if (!strcmp (ctrl, "memory"))
-    {
-      put (d, "memory.limit_in_bytes", "");
-      put (d, "memory.memsw.limit_in_bytes", "");
-      put (d, "memory.swappiness", "");
-      put (d, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
-      put (d, "memory.max_usage_in_bytes", "4096\n");
-    }
-  else if (!strcmp (ctrl, "cpu"))
-    {
-      put (d, "cpu.cfs_period_us", "");
-      put (d, "cpu.cfs_quota_us", "");
-    }
-  else if (!strcmp (ctrl, "cpuacct"))
-    put (d, "cpuacct.usage", "123456\n");
-  else if (!strcmp (ctrl, "pids"))
-    put (d, "pids.max", "");
-  else if (!strcmp (ctrl, "freezer"))
-    put (d, "freezer.state", "THAWED\n");
-}
-
-static void
-fake_v1 (int combined_cpu)
-{
-  fake_v1_ctrl ("memory", "memory");
-  fake_v1_ctrl ("pids", "pids");
-  fake_v1_ctrl ("freezer", "freezer");
-  if (!combined_cpu)
-    {
-      fake_v1_ctrl ("cpu", "cpu");
-      fake_v1_ctrl ("cpuacct", "cpuacct");
-      return;
-    }
-  /* The systemd layout: one "cpu,cpuacct" mount and two symlinks to it. */
-  fake_v1_ctrl ("cpu,cpuacct", "cpu");
-  fake_v1_ctrl ("cpu,cpuacct", "cpuacct");
-  char l[PATH_MAX];
-  snprintf (l, sizeof l, "%s/cpu", g_root);
-  assert_int_equal (symlink ("cpu,cpuacct", l), 0);
-  snprintf (l, sizeof l, "%s/cpuacct", g_root);
-  assert_int_equal (symlink ("cpu,cpuacct", l), 0);
-}
-
-/* What the kernel would show on a v2 root, its sbx child and the sandbox cgroup. */
-static void
-fake_v2 (const char *controllers, int with_kill)
-{
-  char d[PATH_MAX];
-  put (g_root, "cgroup.controllers", controllers);
-  put (g_root, "cgroup.subtree_control", "");
-  snprintf (d, sizeof d, "%s/sbx", g_root);
-  assert_int_equal (mkdir (d, 0755), 0);
-  put (d, "cgroup.subtree_control", "");
-  dir_of (d, NULL);
-  assert_int_equal (mkdir (d, 0755), 0);
-  put (d, "cgroup.procs", "");
-  put (d, "cgroup.events", "populated 1\nfrozen 1\n");
-  put (d, "cgroup.freeze", "");
-  if (with_kill)
-    put (d, "cgroup.kill", "");
-  put (d, "cpu.max", "");
-  put (d, "memory.max", "");
-  put (d, "memory.swap.max", "");
-  put (d, "pids.max", "");
-  put (d, "memory.events", "low 0\nhigh 0\nmax 9\noom 2\noom_kill 2\n");
-  put (d, "memory.peak", "8192\n");
-  put (d, "cpu.stat", "usage_usec 77\nuser_usec 70\nsystem_usec 7\n");
-}
-
-/* The kernel's control files vanish with rmdir; a fake directory must be emptied. */
-static void
-clear_files (const char *dir)
-{
-  char cmd[PATH_MAX + 64];
-  snprintf (cmd, sizeof cmd, "find '%s' -type f -delete", dir);
-  assert_int_equal (system (cmd), 0);
-}
-
-static int
-setup_tmp (void **state)
-{
-  snprintf (g_root, sizeof g_root, "/tmp/sbx-cgtest-XXXXXX");
-  return mkdtemp (g_root) ? 0 : -1;
-}
-
-static int
-teardown_tmp (void **state)
-{
-  return sbx_rm_rf (g_root);
-}
-
-static struct rt_limits
-limits (uint32_t cpu, uint64_t mem, uint64_t pids)
-{
-  struct rt_limits l = { 0 };
-  l.cpu_millis = cpu;
-  l.memory_bytes = mem;
-  l.pids = pids;
-  return l;
-}
-
-/* A child that blocks until killed. */
+/* Called with what fork or clone returned: the child blocks until killed, the parent
+ * gets its pid. */
 static pid_t
-spawn_sleeper (void)
+child_sleeps (pid_t pid)
 {
-  pid_t pid = fork ();
   assert_true (pid >= 0);
   if (pid == 0)
     for (;;)
       pause ();
+  return pid;
+}
+
+static pid_t
+spawn_sleeper (void)
+{
+  return child_sleeps (fork ());
+}
+
+static void
+attach_ok (struct rt_cgroup *cg, pid_t pid)
+{
+  struct sbx_err err;
+  if (cg->ops->attach (cg, pid, &err) < 0)
+    fail_msg ("attach: %s", err.msg);
+}
+
+/* A sleeping child attached to cg. */
+static pid_t
+attach_sleeper (struct rt_cgroup *cg)
+{
+  pid_t pid = spawn_sleeper ();
+  attach_ok (cg, pid);
   return pid;
 }
 
@@ -204,6 +70,14 @@ assert_killed (pid_t pid)
   assert_int_equal (waitpid (pid, &st, 0), pid);
   assert_true (WIFSIGNALED (st));
   assert_int_equal (WTERMSIG (st), SIGKILL);
+}
+
+/* 1 if a cgroup2 filesystem is mounted at REAL_V2_ROOT. */
+static int
+have_real_v2 (void)
+{
+  struct statfs sf;
+  return statfs (REAL_V2_ROOT, &sf) == 0 && sf.f_type == CGROUP2_MAGIC;
 }
 
 /* ---- id and root validation ------------------------------------------------ */
@@ -225,7 +99,7 @@ test_id_refused (void **state)
     }
   assert_int_equal (rt_cgroup_init_with (&cg, g_root, NULL, &rt_cgroup_v2_ops, &err), -1);
   assert_int_equal (rt_cgroup_init_with (&cg, "relative/root", ID, &rt_cgroup_v2_ops, &err), -1);
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
+  init_fake (&cg, &rt_cgroup_v2_ops);
   assert_ptr_equal (cg.ops, &rt_cgroup_v2_ops);
   assert_int_equal (cg.dirfd, -1);
 }
@@ -238,14 +112,13 @@ test_detect (void **state)
   /* A plain directory (tmpfs or ext4) is not cgroup2: v1 with controllers below it. */
   assert_int_equal (rt_cgroup_init (&cg, g_root, ID, &err), 0);
   assert_ptr_equal (cg.ops, &rt_cgroup_v1_ops);
-  struct statfs sf;
-  if (statfs ("/sys/fs/cgroup/unified", &sf) == 0 && sf.f_type == 0x63677270)
+  if (have_real_v2 ())
     {
-      assert_int_equal (rt_cgroup_init (&cg, "/sys/fs/cgroup/unified", ID, &err), 0);
+      assert_int_equal (rt_cgroup_init (&cg, REAL_V2_ROOT, ID, &err), 0);
       assert_ptr_equal (cg.ops, &rt_cgroup_v2_ops);
     }
   else
-    printf ("SKIP part: no cgroup2 at /sys/fs/cgroup/unified\n");
+    printf ("SKIP part: no cgroup2 at " REAL_V2_ROOT "\n");
   assert_int_equal (rt_cgroup_init (&cg, "/nonexistent/sbx-cg", ID, &err), -1);
 }
 
@@ -257,28 +130,15 @@ test_v1_limits (void **state)
   fake_v1 (0);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (1500, 256 * MiB, 64);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
-
-  char cpu[PATH_MAX], mem[PATH_MAX], pids[PATH_MAX];
-  dir_of (cpu, "cpu");
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (1500, 256 * MiB, 64), &err), 0);
+  assert_v1_knobs ("150000", "268435456", "64");
+  char mem[PATH_MAX];
   dir_of (mem, "memory");
-  dir_of (pids, "pids");
-  assert_knob (cpu, "cpu.cfs_period_us", "100000");
-  assert_knob (cpu, "cpu.cfs_quota_us", "150000");
-  assert_knob (mem, "memory.limit_in_bytes", "268435456");
-  assert_knob (mem, "memory.memsw.limit_in_bytes", "268435456");
   assert_knob (mem, "memory.swappiness", "0");
   assert_knob (mem, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n");
-  assert_knob (pids, "pids.max", "64");
 
   assert_int_equal (cg.ops->clone_fd (&cg), -1);
-  assert_int_equal ((int) cg.ops->oom_kills (&cg), 3);
-  struct rt_cgroup_stats st;
-  assert_int_equal (cg.ops->stats (&cg, &st), 0);
-  assert_int_equal ((int) st.mem_peak_bytes, 4096);
-  assert_int_equal ((int) st.cpu_usage_ns, 123456);
+  assert_counters (&cg, 3, 4096, 123456);
   assert_int_equal (cg.ops->is_empty (&cg), 1);
 }
 
@@ -288,18 +148,8 @@ test_v1_unlimited (void **state)
   fake_v1 (0);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (0, 0, 0);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
-  char cpu[PATH_MAX], mem[PATH_MAX], pids[PATH_MAX];
-  dir_of (cpu, "cpu");
-  dir_of (mem, "memory");
-  dir_of (pids, "pids");
-  assert_knob (cpu, "cpu.cfs_period_us", "100000");
-  assert_knob (cpu, "cpu.cfs_quota_us", "-1");
-  assert_knob (mem, "memory.limit_in_bytes", "-1");
-  assert_knob (mem, "memory.memsw.limit_in_bytes", "-1");
-  assert_knob (pids, "pids.max", "max");
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (0, 0, 0), &err), 0);
+  assert_v1_knobs ("-1", "-1", "max");
 }
 
 /* No swap accounting (no memsw file) and no swappiness knob: both optional. */
@@ -307,17 +157,13 @@ static void
 test_v1_optional_knobs (void **state)
 {
   fake_v1 (0);
-  char mem[PATH_MAX], p[PATH_MAX + 64];
-  dir_of (mem, "memory");
-  snprintf (p, sizeof p, "%s/memory.memsw.limit_in_bytes", mem);
-  assert_int_equal (unlink (p), 0);
-  snprintf (p, sizeof p, "%s/memory.swappiness", mem);
-  assert_int_equal (unlink (p), 0);
+  drop_knob ("memory", "memory.memsw.limit_in_bytes");
+  drop_knob ("memory", "memory.swappiness");
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (1000, 64 * MiB, 10);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (1000, 64 * MiB, 10), &err), 0);
+  char mem[PATH_MAX];
+  dir_of (mem, "memory");
   assert_knob (mem, "memory.limit_in_bytes", "67108864");
   assert_knob (mem, "memory.memsw.limit_in_bytes", "<absent>");
   assert_knob (mem, "memory.swappiness", "<absent>");
@@ -328,15 +174,10 @@ static void
 test_v1_missing_knob_fails (void **state)
 {
   fake_v1 (0);
-  char pids[PATH_MAX], p[PATH_MAX + 64];
-  dir_of (pids, "pids");
-  snprintf (p, sizeof p, "%s/pids.max", pids);
-  assert_int_equal (unlink (p), 0);
+  drop_knob ("pids", "pids.max");
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (1000, 64 * MiB, 10);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), -1);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (1000, 64 * MiB, 10), &err), -1);
   assert_non_null (strstr (err.msg, "pids.max"));
   assert_int_equal (err.sys_errno, ENOENT);
 }
@@ -351,9 +192,7 @@ test_v1_missing_controller_fails (void **state)
   assert_int_equal (mkdir (d, 0755), 0);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (0, 0, 0);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), -1);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (0, 0, 0), &err), -1);
   assert_non_null (strstr (err.msg, "freezer"));
   dir_of (d, "memory");
   assert_false (exists (d));
@@ -365,15 +204,12 @@ test_v1_combined_cpu (void **state)
   fake_v1 (1);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (250, 0, 0);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (250, 0, 0), &err), 0);
   char cpu[PATH_MAX];
   dir_of (cpu, "cpu,cpuacct");
   assert_knob (cpu, "cpu.cfs_quota_us", "25000");
-  struct rt_cgroup_stats st;
-  assert_int_equal (cg.ops->stats (&cg, &st), 0);
-  assert_int_equal ((int) st.cpu_usage_ns, 123456);
+  /* cpuacct.usage found through the shared mount */
+  assert_counters (&cg, 3, 4096, 123456);
 }
 
 /* attach writes the pid into every controller; kill_all freezes, SIGKILLs what
@@ -384,22 +220,16 @@ test_v1_attach_kill (void **state)
   fake_v1 (0);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (0, 0, 0);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (0, 0, 0), &err), 0);
   assert_int_equal (cg.ops->attach (&cg, 0, &err), -1);
   assert_int_equal (cg.ops->attach (&cg, -1, &err), -1);
 
-  pid_t pid = spawn_sleeper ();
-  assert_int_equal (cg.ops->attach (&cg, pid, &err), 0);
-  char want[24];
-  snprintf (want, sizeof want, "%d", (int) pid);
-  static const char *const ctrls[] = { "cpu", "cpuacct", "memory", "pids", "freezer" };
-  for (size_t i = 0; i < 5; i++)
+  pid_t pid = attach_sleeper (&cg);
+  for (size_t i = 0; i < N_V1_CTRLS; i++)
     {
       char d[PATH_MAX];
-      dir_of (d, ctrls[i]);
-      assert_knob (d, "cgroup.procs", want);
+      dir_of (d, v1_ctrls[i]);
+      assert_procs_hold (d, pid);
     }
   assert_int_equal (cg.ops->is_empty (&cg), 0);
   cg.ops->kill_all (&cg);
@@ -439,24 +269,21 @@ test_v1_remove_idempotent (void **state)
   fake_v1 (0);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v1_ops, &err), 0);
-  struct rt_limits l = limits (100, MiB, 5);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
-  static const char *const ctrls[] = { "cpu", "cpuacct", "memory", "pids", "freezer" };
-  for (size_t i = 0; i < 5; i++)
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v1_ops, limits (100, MiB, 5), &err), 0);
+  for (size_t i = 0; i < N_V1_CTRLS; i++)
     {
       char d[PATH_MAX];
-      dir_of (d, ctrls[i]);
+      dir_of (d, v1_ctrls[i]);
       clear_files (d);
     }
   assert_int_equal (cg.ops->remove (&cg), 0);
-  for (size_t i = 0; i < 5; i++)
+  for (size_t i = 0; i < N_V1_CTRLS; i++)
     {
       char d[PATH_MAX];
-      dir_of (d, ctrls[i]);
+      dir_of (d, v1_ctrls[i]);
       assert_false (exists (d));
       /* the shared parent stays */
-      snprintf (d, sizeof d, "%s/%s/sbx", g_root, ctrls[i]);
+      snprintf (d, sizeof d, "%s/%s/sbx", g_root, v1_ctrls[i]);
       assert_true (exists (d));
     }
   assert_int_equal (cg.ops->remove (&cg), 0);
@@ -471,19 +298,13 @@ test_v2_limits (void **state)
   fake_v2 ("cpuset cpu io memory hugetlb pids rdma\n", 1);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
-  struct rt_limits l = limits (1500, 256 * MiB, 64);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
-
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v2_ops, limits (1500, 256 * MiB, 64), &err), 0);
   char d[PATH_MAX], sbx[PATH_MAX];
   dir_of (d, NULL);
   snprintf (sbx, sizeof sbx, "%s/sbx", g_root);
   assert_knob (g_root, "cgroup.subtree_control", "+cpu +memory +pids");
   assert_knob (sbx, "cgroup.subtree_control", "+cpu +memory +pids");
-  assert_knob (d, "cpu.max", "150000 100000");
-  assert_knob (d, "memory.max", "268435456");
-  assert_knob (d, "memory.swap.max", "0");
-  assert_knob (d, "pids.max", "64");
+  assert_v2_knobs ("150000 100000", "268435456", "64");
 
   int fd = cg.ops->clone_fd (&cg);
   assert_true (fd >= 0);
@@ -493,11 +314,7 @@ test_v2_limits (void **state)
   assert_true (S_ISDIR (a.st_mode) && a.st_ino == b.st_ino);
   assert_true (fcntl (fd, F_GETFD) & FD_CLOEXEC);
 
-  assert_int_equal ((int) cg.ops->oom_kills (&cg), 2);
-  struct rt_cgroup_stats st;
-  assert_int_equal (cg.ops->stats (&cg, &st), 0);
-  assert_int_equal ((int) st.mem_peak_bytes, 8192);
-  assert_int_equal ((int) st.cpu_usage_ns, 77000);
+  assert_counters (&cg, 2, 8192, 77000);
 
   clear_files (d);
   assert_int_equal (cg.ops->remove (&cg), 0);
@@ -513,15 +330,8 @@ test_v2_unlimited (void **state)
   fake_v2 ("cpu memory pids", 1);
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
-  struct rt_limits l = limits (0, 0, 0);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
-  char d[PATH_MAX];
-  dir_of (d, NULL);
-  assert_knob (d, "cpu.max", "max 100000");
-  assert_knob (d, "memory.max", "max");
-  assert_knob (d, "memory.swap.max", "0");
-  assert_knob (d, "pids.max", "max");
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v2_ops, limits (0, 0, 0), &err), 0);
+  assert_v2_knobs ("max 100000", "max", "max");
   close (cg.dirfd);
 }
 
@@ -531,15 +341,13 @@ static void
 test_v2_missing_controller (void **state)
 {
   fake_v2 ("cpuset io memory pids\n", 1);
-  char d[PATH_MAX], p[PATH_MAX + 16];
-  dir_of (d, NULL);
-  snprintf (p, sizeof p, "%s/cpu.max", d);
-  assert_int_equal (unlink (p), 0);
+  drop_knob (NULL, "cpu.max");
   struct rt_cgroup cg;
   struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
   struct rt_limits l = limits (0, 32 * MiB, 8);
-  assert_int_equal (cg.ops->create (&cg, &l, &err), 0);
+  assert_int_equal (create_fake (&cg, &rt_cgroup_v2_ops, l, &err), 0);
+  char d[PATH_MAX];
+  dir_of (d, NULL);
   assert_knob (g_root, "cgroup.subtree_control", "+memory +pids");
   assert_knob (d, "memory.max", "33554432");
   assert_int_equal (cg.ops->remove (&cg), -1); /* fake files keep it busy */
@@ -554,15 +362,11 @@ test_v2_kill_file (void **state)
 {
   fake_v2 ("cpu memory pids", 1);
   struct rt_cgroup cg;
-  struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
+  init_fake (&cg, &rt_cgroup_v2_ops);
   char d[PATH_MAX];
   dir_of (d, NULL);
-  pid_t pid = spawn_sleeper ();
-  assert_int_equal (cg.ops->attach (&cg, pid, &err), 0);
-  char want[24];
-  snprintf (want, sizeof want, "%d", (int) pid);
-  assert_knob (d, "cgroup.procs", want);
+  pid_t pid = attach_sleeper (&cg);
+  assert_procs_hold (d, pid);
   cg.ops->kill_all (&cg);
   assert_knob (d, "cgroup.kill", "1");
   assert_knob (d, "cgroup.freeze", ""); /* not needed with cgroup.kill */
@@ -581,12 +385,10 @@ test_v2_kill_freeze (void **state)
 {
   fake_v2 ("cpu memory pids", 0);
   struct rt_cgroup cg;
-  struct sbx_err err;
-  assert_int_equal (rt_cgroup_init_with (&cg, g_root, ID, &rt_cgroup_v2_ops, &err), 0);
+  init_fake (&cg, &rt_cgroup_v2_ops);
   char d[PATH_MAX];
   dir_of (d, NULL);
-  pid_t pid = spawn_sleeper ();
-  assert_int_equal (cg.ops->attach (&cg, pid, &err), 0);
+  pid_t pid = attach_sleeper (&cg);
   cg.ops->kill_all (&cg);
   assert_killed (pid);
   assert_knob (d, "cgroup.freeze", "0");
@@ -605,13 +407,20 @@ skip_unless_real_v1 (void)
       printf ("SKIP: not root, cannot create real cgroups\n");
       return 1;
     }
-  if (rt_cgroup_init (&cg, "/sys/fs/cgroup", ID, &err) < 0 || cg.ops != &rt_cgroup_v1_ops
-      || !exists ("/sys/fs/cgroup/freezer") || !exists ("/sys/fs/cgroup/memory"))
+  if (rt_cgroup_init (&cg, REAL_ROOT, ID, &err) < 0 || cg.ops != &rt_cgroup_v1_ops
+      || !exists (REAL_ROOT "/freezer") || !exists (REAL_ROOT "/memory"))
     {
-      printf ("SKIP: /sys/fs/cgroup is not a cgroup v1 layout with freezer and memory\n");
+      printf ("SKIP: " REAL_ROOT " is not a cgroup v1 layout with freezer and memory\n");
       return 1;
     }
   return 0;
+}
+
+/* "/sys/fs/cgroup/<hier>/sbx/<id>": hier is a v1 controller, or "unified" for v2. */
+static void
+real_dir (char out[PATH_MAX], const char *hier, const char *id)
+{
+  snprintf (out, PATH_MAX, REAL_ROOT "/%s/sbx/%s", hier, id);
 }
 
 /* 1 if /proc/<pid>/cgroup puts pid in sbx/<id> for controller ctrl (v2: ctrl ""). */
@@ -634,14 +443,34 @@ real_init (struct rt_cgroup *cg, const char *root, char id[SBX_ID_MAX])
   assert_int_equal (rt_cgroup_init (cg, root, id, &err), 0);
 }
 
+/* A real v1 sandbox cgroup with a fresh id, created with limits l. */
+static void
+real_v1_create (struct rt_cgroup *cg, char id[SBX_ID_MAX], struct rt_limits l)
+{
+  struct sbx_err err;
+  real_init (cg, REAL_ROOT, id);
+  if (cg->ops->create (cg, &l, &err) < 0)
+    fail_msg ("create: %s", err.msg);
+}
+
+/* The kernel's value of a real v1 knob. */
+static void
+assert_real_knob (const char *ctrl, const char *id, const char *file, uint64_t want)
+{
+  char d[PATH_MAX];
+  uint64_t v;
+  real_dir (d, ctrl, id);
+  assert_int_equal (rt_cg_read_u64 (d, file, &v), 0);
+  assert_int_equal (v, want);
+}
+
 static void
 assert_real_v1_gone (const char *id)
 {
-  static const char *const ctrls[] = { "cpu", "cpuacct", "memory", "pids", "freezer" };
-  for (size_t i = 0; i < 5; i++)
+  for (size_t i = 0; i < N_V1_CTRLS; i++)
     {
       char d[PATH_MAX];
-      snprintf (d, sizeof d, "/sys/fs/cgroup/%s/sbx/%s", ctrls[i], id);
+      real_dir (d, v1_ctrls[i], id);
       assert_false (exists (d));
     }
 }
@@ -652,42 +481,28 @@ test_real_v1 (void **state)
   if (skip_unless_real_v1 ())
     return;
   struct rt_cgroup cg;
-  struct sbx_err err;
   char id[SBX_ID_MAX];
-  real_init (&cg, "/sys/fs/cgroup", id);
-  struct rt_limits l = limits (500, 64 * MiB, 32);
-  if (cg.ops->create (&cg, &l, &err) < 0)
-    fail_msg ("create: %s", err.msg);
-
+  real_v1_create (&cg, id, limits (500, 64 * MiB, 32));
+  assert_real_knob ("cpu", id, "cpu.cfs_quota_us", 50000);
+  assert_real_knob ("cpu", id, "cpu.cfs_period_us", 100000);
+  assert_real_knob ("memory", id, "memory.limit_in_bytes", 64 * MiB);
   char d[PATH_MAX];
   uint64_t v;
-  snprintf (d, sizeof d, "/sys/fs/cgroup/cpu/sbx/%s", id);
-  assert_int_equal (rt_cg_read_u64 (d, "cpu.cfs_quota_us", &v), 0);
-  assert_int_equal ((int) v, 50000);
-  assert_int_equal (rt_cg_read_u64 (d, "cpu.cfs_period_us", &v), 0);
-  assert_int_equal ((int) v, 100000);
-  snprintf (d, sizeof d, "/sys/fs/cgroup/memory/sbx/%s", id);
-  assert_int_equal (rt_cg_read_u64 (d, "memory.limit_in_bytes", &v), 0);
-  assert_int_equal (v, 64 * MiB);
-  if (rt_cg_read_u64 (d, "memory.memsw.limit_in_bytes", &v) == 0)
+  real_dir (d, "memory", id);
+  if (rt_cg_read_u64 (d, "memory.memsw.limit_in_bytes", &v) == 0) /* swap accounting on */
     assert_int_equal (v, 64 * MiB);
-  snprintf (d, sizeof d, "/sys/fs/cgroup/pids/sbx/%s", id);
-  assert_int_equal (rt_cg_read_u64 (d, "pids.max", &v), 0);
-  assert_int_equal ((int) v, 32);
+  assert_real_knob ("pids", id, "pids.max", 32);
 
-  pid_t pid = spawn_sleeper ();
-  if (cg.ops->attach (&cg, pid, &err) < 0)
-    fail_msg ("attach: %s", err.msg);
-  assert_true (in_cgroup (pid, "memory", id));
-  assert_true (in_cgroup (pid, "pids", id));
-  assert_true (in_cgroup (pid, "cpu", id));
-  assert_true (in_cgroup (pid, "freezer", id));
+  pid_t pid = attach_sleeper (&cg);
+  static const char *const joined[] = { "memory", "pids", "cpu", "freezer" };
+  for (size_t i = 0; i < sizeof joined / sizeof joined[0]; i++)
+    assert_true (in_cgroup (pid, joined[i], id));
   assert_int_equal (cg.ops->is_empty (&cg), 0);
   assert_int_equal (cg.ops->remove (&cg), -1);
   assert_int_equal (errno, EBUSY);
   struct rt_cgroup_stats st;
   assert_int_equal (cg.ops->stats (&cg, &st), 0);
-  assert_int_equal ((int) cg.ops->oom_kills (&cg), 0);
+  assert_int_equal (cg.ops->oom_kills (&cg), 0);
 
   cg.ops->kill_all (&cg);
   assert_killed (pid);
@@ -697,9 +512,17 @@ test_real_v1 (void **state)
   assert_int_equal (cg.ops->remove (&cg), 0);
 }
 
-/* A child that hands out a pipe's read end, waits for "go", then runs body. */
-static pid_t
-spawn_gated (int *go_fd, void (*body) (int report_fd), int *report_fd)
+/* A child held at a gate: attached to a cgroup before it runs body. */
+struct gated {
+  pid_t pid;      /* the child */
+  pid_t reported; /* the pid body wrote to the report pipe */
+  int go;         /* write end of the gate */
+  int report;     /* read end of the report pipe */
+};
+
+/* Fork a child that waits for "go", then runs body (which reports a pid). */
+static struct gated
+spawn_gated (void (*body) (int report_fd))
 {
   int go[2], rep[2];
   assert_int_equal (pipe2 (go, O_CLOEXEC), 0);
@@ -718,9 +541,27 @@ spawn_gated (int *go_fd, void (*body) (int report_fd), int *report_fd)
     }
   close (go[0]);
   close (rep[1]);
-  *go_fd = go[1];
-  *report_fd = rep[0];
-  return pid;
+  return (struct gated){ .pid = pid, .reported = -1, .go = go[1], .report = rep[0] };
+}
+
+/* spawn_gated, attach the child to cg, open the gate and read the pid body reports:
+ * everything body does happens inside the cgroup. */
+static struct gated
+start_in_cgroup (struct rt_cgroup *cg, void (*body) (int report_fd))
+{
+  struct gated g = spawn_gated (body);
+  attach_ok (cg, g.pid);
+  assert_int_equal (write (g.go, "g", 1), 1);
+  assert_int_equal (read (g.report, &g.reported, sizeof g.reported),
+                    (ssize_t) sizeof g.reported);
+  return g;
+}
+
+static void
+close_gated (struct gated *g)
+{
+  close (g->go);
+  close (g->report);
 }
 
 /* Double fork + setsid: the grandchild leaves the session and the parent, reports its
@@ -754,8 +595,15 @@ body_forkbomb (int rep)
     syscall (SYS_fork); /* raw: keeps the sanitizer's fork hooks out of the loop */
 }
 
-/* Reap every child; returns how many were killed by SIGKILL. We are a subreaper, so
- * orphans of the test come back to us. */
+/* Orphans of the test come back to us while on (so their deaths are observable). */
+static void
+set_subreaper (int on)
+{
+  assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, on, 0, 0, 0), 0);
+}
+
+/* Reap every child (orphans too, while we are a subreaper); returns how many were
+ * killed by SIGKILL. */
 static int
 reap_all (void)
 {
@@ -767,28 +615,43 @@ reap_all (void)
   return killed;
 }
 
+/* As a subreaper (orphans of body come back to us, so their deaths are observable):
+ * a fresh real v1 cgroup with limits l, and a gated child running body inside it. */
+static struct gated
+start_real_v1 (struct rt_cgroup *cg, char id[SBX_ID_MAX], struct rt_limits l,
+               void (*body) (int report_fd))
+{
+  set_subreaper (1);
+  real_v1_create (cg, id, l);
+  return start_in_cgroup (cg, body);
+}
+
+/* After kill_all: destroy must leave nothing behind. Returns how many children died of
+ * SIGKILL and had not been reaped yet. */
+static int
+finish_real_v1 (struct rt_cgroup *cg, const char *id, struct gated *g)
+{
+  /* Dying tasks may linger a moment; destroy waits (bounded) for them and removes. */
+  assert_int_equal (rt_cgroup_destroy (cg), 0);
+  assert_int_equal (cg->ops->is_empty (cg), 1);
+  assert_real_v1_gone (id);
+  int killed = reap_all ();
+  close_gated (g);
+  set_subreaper (0);
+  return killed;
+}
+
 static void
 test_real_v1_daemon (void **state)
 {
   if (skip_unless_real_v1 ())
     return;
-  assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
   struct rt_cgroup cg;
-  struct sbx_err err;
   char id[SBX_ID_MAX];
-  real_init (&cg, "/sys/fs/cgroup", id);
-  struct rt_limits l = limits (0, 64 * MiB, 32);
-  if (cg.ops->create (&cg, &l, &err) < 0)
-    fail_msg ("create: %s", err.msg);
-  int go, rep;
-  pid_t pid = spawn_gated (&go, body_daemon, &rep);
-  if (cg.ops->attach (&cg, pid, &err) < 0)
-    fail_msg ("attach: %s", err.msg);
-  assert_int_equal (write (go, "g", 1), 1);
-  pid_t daemon;
-  assert_int_equal (read (rep, &daemon, sizeof daemon), (ssize_t) sizeof daemon);
+  struct gated g = start_real_v1 (&cg, id, limits (0, 64 * MiB, 32), body_daemon);
+  pid_t daemon = g.reported;
   int st;
-  assert_int_equal (waitpid (pid, &st, 0), pid);
+  assert_int_equal (waitpid (g.pid, &st, 0), g.pid);
   assert_true (WIFEXITED (st) && WEXITSTATUS (st) == 0);
   assert_true (in_cgroup (daemon, "freezer", id));
   assert_int_not_equal (getsid (daemon), getsid (0));
@@ -796,12 +659,7 @@ test_real_v1_daemon (void **state)
   cg.ops->kill_all (&cg);
   /* The daemon is ours again through the subreaper; it must die of SIGKILL. */
   assert_killed (daemon);
-  assert_int_equal (rt_cgroup_destroy (&cg), 0);
-  assert_real_v1_gone (id);
-  reap_all (); /* the middle child, which exited on its own */
-  close (go);
-  close (rep);
-  assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  finish_real_v1 (&cg, id, &g); /* reaps the middle child, which exited on its own */
 }
 
 static void
@@ -809,36 +667,28 @@ test_real_v1_forkbomb (void **state)
 {
   if (skip_unless_real_v1 ())
     return;
-  assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
   struct rt_cgroup cg;
-  struct sbx_err err;
   char id[SBX_ID_MAX];
-  real_init (&cg, "/sys/fs/cgroup", id);
-  struct rt_limits l = limits (200, 64 * MiB, 48);
-  if (cg.ops->create (&cg, &l, &err) < 0)
-    fail_msg ("create: %s", err.msg);
-  int go, rep;
-  pid_t pid = spawn_gated (&go, body_forkbomb, &rep);
-  if (cg.ops->attach (&cg, pid, &err) < 0)
-    fail_msg ("attach: %s", err.msg);
-  assert_int_equal (write (go, "g", 1), 1);
-  pid_t me;
-  assert_int_equal (read (rep, &me, sizeof me), (ssize_t) sizeof me);
+  struct gated g = start_real_v1 (&cg, id, limits (200, 64 * MiB, 48), body_forkbomb);
   /* Let it grow until it is visibly more than one process (pids.max bounds it). */
   char d[PATH_MAX];
-  snprintf (d, sizeof d, "/sys/fs/cgroup/pids/sbx/%s", id);
+  real_dir (d, "pids", id);
   for (unsigned r = 0; rt_cg_count_procs (d) < 8; r++)
     rt_cg_backoff (r);
 
   cg.ops->kill_all (&cg);
-  /* Dying tasks may linger a moment; destroy waits (bounded) for them and removes. */
-  assert_int_equal (rt_cgroup_destroy (&cg), 0);
-  assert_int_equal (cg.ops->is_empty (&cg), 1);
-  assert_real_v1_gone (id);
-  assert_true (reap_all () >= 8);
-  close (go);
-  close (rep);
-  assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+  assert_true (finish_real_v1 (&cg, id, &g) >= 8);
+}
+
+/* A child cloned straight into the cgroup behind cfd (CLONE_INTO_CGROUP); it sleeps. */
+static pid_t
+clone_sleeper_into (int cfd)
+{
+  struct clone_args ca = { 0 };
+  ca.flags = CLONE_INTO_CGROUP;
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = (uint64_t) cfd;
+  return child_sleeps ((pid_t) syscall (SYS_clone3, &ca, sizeof ca));
 }
 
 /* The hybrid host's cgroup2 mount has no controllers: an unlimited sandbox works there
@@ -846,19 +696,18 @@ test_real_v1_forkbomb (void **state)
 static void
 test_real_v2 (void **state)
 {
-  struct statfs sf;
-  if (geteuid () != 0 || statfs ("/sys/fs/cgroup/unified", &sf) < 0 || sf.f_type != 0x63677270)
+  if (geteuid () != 0 || !have_real_v2 ())
     {
-      printf ("SKIP: not root or no cgroup2 at /sys/fs/cgroup/unified\n");
+      printf ("SKIP: not root or no cgroup2 at " REAL_V2_ROOT "\n");
       return;
     }
   struct rt_cgroup cg;
   struct sbx_err err;
   char id[SBX_ID_MAX];
-  real_init (&cg, "/sys/fs/cgroup/unified", id);
+  real_init (&cg, REAL_V2_ROOT, id);
   assert_ptr_equal (cg.ops, &rt_cgroup_v2_ops);
   char ctl[256];
-  assert_true (sbx_read_file ("/sys/fs/cgroup/unified/cgroup.controllers", ctl, sizeof ctl) >= 0);
+  assert_true (sbx_read_file (REAL_V2_ROOT "/cgroup.controllers", ctl, sizeof ctl) >= 0);
   if (strstr (ctl, "pids") == NULL)
     {
       struct rt_limits bad = limits (0, 0, 16);
@@ -871,15 +720,7 @@ test_real_v2 (void **state)
   int cfd = cg.ops->clone_fd (&cg);
   assert_true (cfd >= 0);
 
-  struct clone_args ca = { 0 };
-  ca.flags = CLONE_INTO_CGROUP;
-  ca.exit_signal = SIGCHLD;
-  ca.cgroup = (uint64_t) cfd;
-  pid_t pid = (pid_t) syscall (SYS_clone3, &ca, sizeof ca);
-  assert_true (pid >= 0);
-  if (pid == 0)
-    for (;;)
-      pause ();
+  pid_t pid = clone_sleeper_into (cfd);
   assert_true (in_cgroup (pid, "", id));
   assert_int_equal (cg.ops->is_empty (&cg), 0);
 
@@ -889,30 +730,33 @@ test_real_v2 (void **state)
   assert_int_equal (rt_cgroup_destroy (&cg), 0);
   assert_int_equal (cg.dirfd, -1);
   char d[PATH_MAX];
-  snprintf (d, sizeof d, "/sys/fs/cgroup/unified/sbx/%s", id);
+  real_dir (d, "unified", id);
   assert_false (exists (d));
 }
+
+/* Every fake-tree test gets a fresh temp root (g_root). */
+#define FAKE_TEST(fn) cmocka_unit_test_setup_teardown (fn, setup_tmp, teardown_tmp)
 
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_id_refused, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_detect, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_limits, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_unlimited, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_optional_knobs, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_missing_knob_fails, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_missing_controller_fails, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_combined_cpu, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_attach_kill, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_procs_parsing, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v1_remove_idempotent, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v2_limits, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v2_unlimited, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v2_missing_controller, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v2_kill_file, setup_tmp, teardown_tmp),
-    cmocka_unit_test_setup_teardown (test_v2_kill_freeze, setup_tmp, teardown_tmp),
+    FAKE_TEST (test_id_refused),
+    FAKE_TEST (test_detect),
+    FAKE_TEST (test_v1_limits),
+    FAKE_TEST (test_v1_unlimited),
+    FAKE_TEST (test_v1_optional_knobs),
+    FAKE_TEST (test_v1_missing_knob_fails),
+    FAKE_TEST (test_v1_missing_controller_fails),
+    FAKE_TEST (test_v1_combined_cpu),
+    FAKE_TEST (test_v1_attach_kill),
+    FAKE_TEST (test_procs_parsing),
+    FAKE_TEST (test_v1_remove_idempotent),
+    FAKE_TEST (test_v2_limits),
+    FAKE_TEST (test_v2_unlimited),
+    FAKE_TEST (test_v2_missing_controller),
+    FAKE_TEST (test_v2_kill_file),
+    FAKE_TEST (test_v2_kill_freeze),
     cmocka_unit_test (test_real_v1),
     cmocka_unit_test (test_real_v1_daemon),
     cmocka_unit_test (test_real_v1_forkbomb),
