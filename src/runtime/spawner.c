@@ -7,8 +7,8 @@
  * stacks, 39 shared libraries) that doubled the cost of a spawn (profile: clone 2.25 ms
  * and child 4.24 ms median from sbxd vs 1.1 and 2.2 from the small `sbx run` process).
  * A spawner is its own small program, sbx-spawner (src/spawner/main.c: this file, the
- * runtime, libc and libseccomp; ~40 mappings instead of sbxd's ~210), that sbxd forks and
- * executes at start, before any thread or database exists.
+ * runtime, libc and libseccomp; about 30 mappings instead of sbxd's ~210), that sbxd
+ * forks and executes at start, before any thread or database exists.
  *
  * Protocol, over a SOCK_SEQPACKET pair (fd 3 of the spawner), one exchange at a time per
  * spawner:
@@ -24,6 +24,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -324,8 +325,9 @@ exec_spawner (const char *path, int fd, pid_t parent)
   if (prctl (PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid () != parent)
     _exit (1);
   /* Keep stdio (logging) and our socket as fd 3, nothing else of sbxd's (its state dir
-   * lock); dup2 clears close-on-exec. */
-  if (dup2 (fd, 3) < 0 || syscall (SYS_close_range, 4u, ~0u, 0) < 0)
+   * lock). dup2 clears close-on-exec, except when the socket already is fd 3. */
+  if ((fd == 3 ? fcntl (3, F_SETFD, 0) : dup2 (fd, 3)) < 0
+      || syscall (SYS_close_range, 4u, ~0u, 0) < 0)
     _exit (1);
   sigset_t none;
   sigemptyset (&none);
