@@ -290,7 +290,9 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
           /* CORS preflight (auth on): the paid retry of @x402/fetch carries non-simple
            * headers, so browsers ask first. */
           struct srv_reply pre = { .status = 204 };
-          srv_reply_header (&pre, "Access-Control-Allow-Methods", strdup ("GET, POST, OPTIONS"));
+          char methods[64]; /* this route's, e.g. PUT for raw file uploads */
+          snprintf (methods, sizeof methods, "%s, OPTIONS", allow);
+          srv_reply_header (&pre, "Access-Control-Allow-Methods", strdup (methods));
           srv_reply_header (&pre, "Access-Control-Allow-Headers",
                             strdup ("Content-Type, Authorization, PAYMENT-SIGNATURE, X-PAYMENT, "
                                     "Access-Control-Expose-Headers"));

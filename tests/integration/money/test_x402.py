@@ -60,6 +60,12 @@ def test_unpaid_requests_get_the_dual_402_and_free_routes_stay_free(x402d):
     assert o.status_code == 204
     assert "PAYMENT-SIGNATURE" in o.headers["Access-Control-Allow-Headers"]
     assert "X-PAYMENT" in o.headers["Access-Control-Allow-Headers"]
+    assert o.headers["Access-Control-Allow-Methods"] == "POST, OPTIONS"
+    # the methods are the route's: raw uploads from a browser need PUT
+    o = requests.options(x402d.url + "/v1/sandbox/sb_00000000000000000000/files?path=/x",
+                         headers={"Origin": "https://x.test"})
+    assert o.status_code == 204
+    assert o.headers["Access-Control-Allow-Methods"] == "GET, PUT, OPTIONS"
 
 
 def full_cycle(client, url, who, v1):
