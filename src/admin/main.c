@@ -266,6 +266,25 @@ post_settle (const char *url, const char *body, char *tx, size_t txcap, char *wh
   return rc;
 }
 
+/* The receipt stored at queue time (PAYMENT-RESPONSE, base64 of JSON) had no transaction
+ * yet; a re-sent request gets the stored receipt, so it now names the settled one. NULL:
+ * keep the stored one (not a receipt this version can read). */
+static char *
+receipt_with_tx (const char *receipt, const char *tx)
+{
+  uint8_t *raw = NULL;
+  size_t len = 0;
+  if (!receipt || bill_base64_decode (receipt, strlen (receipt), &raw, &len) < 0)
+    return NULL;
+  json_t *j = json_loadb ((const char *) raw, len, 0, NULL);
+  free (raw);
+  char *out = NULL;
+  if (json_is_object (j) && json_object_set_new (j, "transaction", json_string (tx)) == 0)
+    out = bill_x402_header_encode (j);
+  json_decref (j);
+  return out;
+}
+
 /* Submit every queued settlement. A failure is recorded (the charge becomes refunded:
  * the operation was not paid) and reported; the exit status is 1 if any failed. */
 static int
@@ -291,8 +310,11 @@ submit (struct store *st, const char *base)
     {
       char tx[128] = "", why[128] = "";
       int ok = post_settle (url, l[i].facilitator_body, tx, sizeof tx, why, sizeof why) == 0;
+      cleanup_free char *receipt = ok ? receipt_with_tx (l[i].receipt, tx) : NULL;
       if (store_payment_settled (st, l[i].payer, l[i].nonce, ok, tx, why, l[i].status,
-                                 l[i].response, l[i].receipt, sbx_now_ms (), &err) < 0)
+                                 l[i].response, receipt ? receipt : l[i].receipt, sbx_now_ms (),
+                                 &err)
+          < 0)
         fprintf (stderr, "sbx admin: record %s:%s: %s\n", l[i].payer, l[i].nonce, err.msg);
       printf ("%s:%s %s %s\n", l[i].payer, l[i].nonce, ok ? "settled" : "failed", ok ? tx : why);
       bad += !ok;

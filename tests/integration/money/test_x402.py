@@ -261,6 +261,13 @@ def test_without_facilitator_payments_queue(money_sbxd, x402_client, facilitator
     assert admin(d.state_dir, "settlements").stdout == ""
     done = [json.loads(l) for l in admin(d.state_dir, "settlements", "--all").stdout.splitlines()]
     assert done[0]["settlement"] == "settled" and done[0]["tx_hash"].startswith("0x")
+    # the answer stored for a re-sent request now names the transaction (it had none)
+    assert res["paymentResponse"]["transaction"] == ""
+    hdr = base64.b64encode(json.dumps(res["paymentPayload"]).encode()).decode()
+    r = d.post("/sandbox/create", CREATE, headers={"PAYMENT-SIGNATURE": hdr})
+    assert r.status_code == 200 and r.json()["sandbox_id"] == res["final"]["body"]["sandbox_id"]
+    receipt = b64json(r.headers["PAYMENT-RESPONSE"])
+    assert receipt["transaction"] == done[0]["tx_hash"] and receipt["success"] is True
 
 
 def test_keys_and_x402_together(money_sbxd, facilitator, x402_client):
