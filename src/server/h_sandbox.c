@@ -280,8 +280,28 @@ srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r)
   r->body = json_pack ("{s:s,s:s}", "sandbox_id", id, "status", "terminated");
 }
 
+/* limit: 1..SRV_LIST_LIMIT_MAX (1000, as the error says) in decimal digits, nothing else. */
+static int
+parse_limit (const char *v, int64_t *out)
+{
+  int64_t n = 0;
+  if (!v || !*v || strlen (v) > 4)
+    return -1;
+  for (const char *p = v; *p; p++)
+    {
+      if (*p < '0' || *p > '9')
+        return -1;
+      n = n * 10 + (*p - '0');
+    }
+  if (n < 1 || n > SRV_LIST_LIMIT_MAX)
+    return -1;
+  *out = n;
+  return 0;
+}
+
 void
-srv_h_list (struct srv *s, const char *status, struct srv_reply *r)
+srv_h_list (struct srv *s, const char *status, const char *limit, const char *after,
+            struct srv_reply *r)
 {
   int want = -1;
   if (status)
@@ -296,22 +316,52 @@ srv_h_list (struct srv *s, const char *status, struct srv_reply *r)
           return;
         }
     }
+  int64_t max = -1;
+  if (limit && parse_limit (limit, &max) < 0)
+    {
+      srv_reply_error (r, SBX_E_INVALID, "limit: must be an integer from 1 to 1000");
+      return;
+    }
+  /* With auth on, callers see only their own sandboxes, and a cursor is theirs or unknown. */
+  const char *owner = s->cfg.auth ? srv_req_owner () : NULL;
+  struct sbx_err err = { 0 };
+  if (after)
+    {
+      struct store_sandbox cur;
+      int got = sbx_id_valid (after, "sb") ? store_sandbox_get (s->store, after, &cur, &err) : -1;
+      if (got < 0 && err.code && err.code != SBX_E_NOT_FOUND)
+        {
+          srv_reply_err (r, &err);
+          return;
+        }
+      int mine = got == 0 && (!owner || !strcmp (cur.owner, owner));
+      if (got == 0)
+        store_sandbox_clear (&cur);
+      if (!mine)
+        {
+          srv_reply_error (r, SBX_E_INVALID, "after: not a sandbox_id of this list");
+          return;
+        }
+    }
+  /* One more row than asked tells whether there is a next page. */
   struct store_sandbox *list = NULL;
   size_t n = 0;
-  struct sbx_err err = { 0 };
-  /* With auth on, callers see only their own sandboxes. */
-  if (store_sandbox_list_owned (s->store, want, s->cfg.auth ? srv_req_owner () : NULL, &list,
-                                &n, &err) < 0)
+  if (store_sandbox_page (s->store, want, owner, after, max < 0 ? -1 : max + 1, &list, &n, &err)
+      < 0)
     {
       srv_reply_err (r, &err);
       return;
     }
+  int more = max >= 0 && n > (size_t) max;
+  if (more)
+    n = (size_t) max;
   json_t *arr = json_array ();
   for (size_t i = 0; i < n; i++)
     json_array_append_new (arr, srv_sandbox_json (&list[i]));
-  store_sandbox_list_free (list, n);
+  json_t *next = more ? json_string (list[n - 1].id) : json_null ();
+  store_sandbox_list_free (list, more ? n + 1 : n);
   r->status = 200;
-  r->body = json_pack ("{s:o,s:I}", "sandboxes", arr, "count", (json_int_t) n);
+  r->body = json_pack ("{s:o,s:I,s:o}", "sandboxes", arr, "count", (json_int_t) n, "next", next);
 }
 
 void

@@ -151,7 +151,9 @@ dispatch (struct srv *s, struct req_ctx *ctx, struct MHD_Connection *c, struct s
     }
   if (ctx->route == SRV_R_LIST)
     {
-      srv_h_list (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "status"), r);
+      srv_h_list (s, MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "status"),
+                  MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "limit"),
+                  MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "after"), r);
       return;
     }
   if (ctx->route == SRV_R_IMAGE_LIST || ctx->route == SRV_R_IMAGE_GET

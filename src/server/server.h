@@ -29,6 +29,7 @@
 #define SRV_ENV_MAX_VALUE (32 * 1024)
 #define SRV_ENV_MAX_TOTAL (256 * 1024)
 #define SRV_ARGV_MAX_COUNT 4096
+#define SRV_LIST_LIMIT_MAX 1000 /* sandboxes per page of /sandbox/list */
 #define SRV_PATH_MAX 4096
 #define SRV_DEFAULT_IMAGE "python:3.11"
 #define SRV_EXECS_PER_SANDBOX 128 /* concurrent execs in one sandbox; more → 429 */
@@ -394,7 +395,9 @@ void srv_h_create (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_status (struct srv *s, json_t *body, struct srv_reply *r);
 void srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r);
-void srv_h_list (struct srv *s, const char *status, struct srv_reply *r);
+/* GET /sandbox/list?status=&limit=&after= (query values as given, NULL when absent). */
+void srv_h_list (struct srv *s, const char *status, const char *limit, const char *after,
+                 struct srv_reply *r);
 void srv_h_health (struct srv *s, struct srv_reply *r);
 /* h_money.c: GET /pricing (free) and GET /usage (the caller's charges). */
 void srv_h_pricing (struct srv *s, struct srv_reply *r);

@@ -133,13 +133,27 @@ int
 store_sandbox_list_owned (struct store *st, int status, const char *owner,
                           struct store_sandbox **out, size_t *n, struct sbx_err *err)
 {
-  /* ?1 NULL matches every status, ?2 NULL every owner. */
-  static const char sql[] = "SELECT " SANDBOX_COLS " FROM sandboxes"
-                            " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2)"
-                            " ORDER BY created_at, id";
+  return store_sandbox_page (st, status, owner, NULL, -1, out, n, err);
+}
+
+int
+store_sandbox_page (struct store *st, int status, const char *owner, const char *after,
+                    int64_t limit, struct store_sandbox **out, size_t *n, struct sbx_err *err)
+{
+  /* ?1 NULL matches every status, ?2 NULL every owner, ?3 NULL starts at the first; a
+   * negative LIMIT is none. The cursor is not filtered by status: a sandbox that ended
+   * between two pages of the running ones still marks the place. */
+  static const char sql[]
+      = "SELECT " SANDBOX_COLS " FROM sandboxes"
+        " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2)"
+        " AND (?3 IS NULL OR (created_at, id) > (SELECT created_at, id FROM sandboxes"
+        "  WHERE id = ?3 AND (?2 IS NULL OR owner = ?2)))"
+        " ORDER BY created_at, id LIMIT ?4";
   const struct store_val v[] = {
     status >= 0 ? store_text (store_status_name (status)) : store_null (),
     store_text (owner),
+    store_text (after),
+    store_int (limit),
   };
   void *rows = NULL;
   size_t len = 0;

@@ -81,6 +81,12 @@ void store_sandbox_list_free (struct store_sandbox *list, size_t n);
 /* Same, only the sandboxes of one owner (owner NULL: everyone's). */
 int store_sandbox_list_owned (struct store *st, int status, const char *owner,
                               struct store_sandbox **out, size_t *n, struct sbx_err *err);
+/* One page of that list: the sandboxes that come after `after` in its order (NULL: from
+ * the first; `after` is looked up among the owner's sandboxes whatever its status, and
+ * one not found there gives an empty page), at most limit of them (< 0: all). */
+int store_sandbox_page (struct store *st, int status, const char *owner, const char *after,
+                        int64_t limit, struct store_sandbox **out, size_t *n,
+                        struct sbx_err *err);
 /* Record one exec and bump its sandbox's commands_executed, in one transaction. */
 int store_exec_record (struct store *st, const struct store_exec *e, struct sbx_err *err);
 /* Number of exec records of a sandbox (tests, audit). */

@@ -173,6 +173,25 @@ test_list_filters_by_status (void **state)
   assert_int_equal (n, 1);
   assert_string_equal (l[0].reason, "sandbox crashed");
   store_sandbox_list_free (l, n);
+  /* pages: a limit, a cursor of any status, an unknown cursor gives nothing */
+  assert_int_equal (store_sandbox_page (st, -1, NULL, NULL, 2, &l, &n, &err), 0);
+  assert_int_equal (n, 2);
+  assert_string_equal (l[1].id, "sb_c2");
+  store_sandbox_list_free (l, n);
+  assert_int_equal (store_sandbox_page (st, -1, NULL, "sb_c2", 2, &l, &n, &err), 0);
+  assert_int_equal (n, 1);
+  assert_string_equal (l[0].id, "sb_c3");
+  store_sandbox_list_free (l, n);
+  assert_int_equal (store_sandbox_page (st, STORE_RUNNING, NULL, "sb_c2", -1, &l, &n, &err), 0);
+  assert_int_equal (n, 1);
+  assert_string_equal (l[0].id, "sb_c3");
+  store_sandbox_list_free (l, n);
+  assert_int_equal (store_sandbox_page (st, -1, NULL, "sb_nope", -1, &l, &n, &err), 0);
+  assert_int_equal (n, 0);
+  store_sandbox_list_free (l, n);
+  assert_int_equal (store_sandbox_page (st, -1, "acct:other", "sb_c1", -1, &l, &n, &err), 0);
+  assert_int_equal (n, 0);
+  store_sandbox_list_free (l, n);
   store_close (st);
 }
 

@@ -133,6 +133,10 @@ def test_ownership_between_accounts(keyd):
         assert r.status_code == 404 and r.json()["error"]["code"] == "sandbox_not_found", r.text
     assert d.get("/sandbox/list", headers=hb).json()["count"] == 0
     assert [s["sandbox_id"] for s in d.get("/sandbox/list", headers=ha).json()["sandboxes"]] == [sid]
+    # a list cursor is the caller's own sandbox or refused, like an unknown one
+    assert d.get(f"/sandbox/list?limit=5&after={sid}", headers=ha).json()["count"] == 0
+    r = d.get(f"/sandbox/list?limit=5&after={sid}", headers=hb)
+    assert r.status_code == 400 and "after" in r.json()["error"]["message"], r.text
     assert balance(d, hb) == 1000000  # nothing charged for somebody else's sandbox
     assert d.post("/sandbox/terminate", {"sandbox_id": sid}, headers=ha).status_code == 200
 
