@@ -144,14 +144,23 @@ rt_sandbox_teardown (struct rt_sandbox *sb)
   sbx_closep (&sb->pidfd);
   sbx_closep (&sb->scratch_fd); /* the last reference to the scratch tmpfs goes here */
   int64_t t1 = sbx_mono_ns ();
+  int cgroup_left = 0;
   if (sb->have_cgroup)
     {
-      if (rt_cgroup_destroy (&sb->cg) < 0)
-        LOG_WARN ("sandbox %s: remove cgroup: %s", sb->id, strerror (errno));
+      cgroup_left = rt_cgroup_destroy (&sb->cg) < 0;
+      if (cgroup_left)
+        LOG_WARN ("sandbox %s: remove cgroup: %s; its run dir stays, so that the next sbxd "
+                  "start (or an sbx run on this state dir) removes both",
+                  sb->id, strerror (errno));
       sb->have_cgroup = 0;
     }
   int64_t t2 = sbx_mono_ns ();
-  remove_run_dir (sb);
+  /* The run dir is what the sweeps find leftovers by (recover.c, rt_gc_stale): without
+   * it a cgroup that could not be removed would stay until reboot. */
+  if (cgroup_left)
+    sb->have_run_dir = 0;
+  else
+    remove_run_dir (sb);
   /* Only after a failed spawn: the uid range is free once sbx-init's copy (if it got one)
    * is gone too and the cgroup is empty (uidrange.c). */
   sbx_closep (&sb->lock_fd);

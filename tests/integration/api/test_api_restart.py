@@ -131,3 +131,32 @@ def test_run_dir_of_an_older_version_is_adopted_and_removed(own_sbxd):
     assert d.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
     assert wait_clean(d.state_dir, [sid]) == []
     assert not run.exists()
+
+
+def test_cgroup_that_cannot_be_removed_keeps_its_run_dir_until_a_sweep(own_sbxd):
+    """A cgroup that cannot be removed at terminate (here: a child cgroup made in it from
+    outside) must not be orphaned: its run dir stays, and the next sbxd start removes
+    both once the obstacle is gone."""
+    import glob
+    import os
+    from .conftest import leftovers
+    d = own_sbxd("--pool-size", "0")
+    sid = d.create()
+    cgs = glob.glob(f"/sys/fs/cgroup/pids/sbx/{sid}") or glob.glob(f"/sys/fs/cgroup/sbx/{sid}")
+    assert cgs, "no cgroup found for the sandbox"
+    blocker = os.path.join(cgs[0], "blocker")
+    os.mkdir(blocker)
+    try:
+        assert d.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
+        # teardown retries the removal for 5 s, then gives up and keeps the run dir
+        deadline = time.monotonic() + 30
+        while "remove cgroup" not in d.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "its run dir stays" in d.log()
+        assert (d.state_dir / "run" / sid).is_dir()
+        assert os.path.isdir(cgs[0])
+    finally:
+        os.rmdir(blocker)
+    d.kill9()
+    d.start()
+    assert wait_clean(d.state_dir, [sid]) == [], leftovers(d.state_dir, [sid])
