@@ -92,10 +92,12 @@ $(B)/sbx-probe: tests/probe/probe.c
 UNIT_SRCS  = $(wildcard tests/unit/test_*.c)
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
 SAN        = -fsanitize=address,undefined -fno-omit-frame-pointer
-# -MMD: a test binary is rebuilt when a header it includes changes (test_*_util.h too).
+# -MMD: a test binary is rebuilt when a header it includes changes (test_*_util.h too);
+# those headers then are prerequisites too, hence the filter.
 $(B)/tests/%: tests/unit/%.c $(SBXD_LIBS:$(B)/%=$(B)/san/%)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(SAN) -MMD -MP -MF $@.d -MT $@ -o $@ $^ -lcmocka $(SERVER_LIBS)
+	$(CC) $(ALL_CFLAGS) $(SAN) -MMD -MP -MF $@.d -MT $@ -o $@ $(filter %.c %.a,$^) \
+	  -lcmocka $(SERVER_LIBS)
 
 # Sanitized copies of the module archives for unit tests.
 $(B)/san/obj/%.o: src/%.c
