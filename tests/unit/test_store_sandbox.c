@@ -6,36 +6,12 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "test_store_fixture.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-struct fixture {
-  char dir[PATH_MAX];
-  char db[PATH_MAX];
-};
-
-static int
-setup (void **state)
-{
-  struct fixture *f = calloc (1, sizeof *f);
-  snprintf (f->dir, sizeof f->dir, "/tmp/sbx-test-store-XXXXXX");
-  assert_non_null (mkdtemp (f->dir));
-  snprintf (f->db, sizeof f->db, "%s/sbx.db", f->dir);
-  *state = f;
-  return 0;
-}
-
-static int
-teardown (void **state)
-{
-  struct fixture *f = *state;
-  sbx_rm_rf (f->dir);
-  free (f);
-  return 0;
-}
 
 static struct store *
 open_ok (struct fixture *f)
@@ -265,12 +241,12 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_roundtrip_survives_reopen, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_exact_id_match, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_terminate_keeps_first_reason, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_list_filters_by_status, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_exec_records_count, setup, teardown),
-    cmocka_unit_test_setup_teardown (test_refuses_newer_schema, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_roundtrip_survives_reopen, setup_dir, teardown),
+    cmocka_unit_test_setup_teardown (test_exact_id_match, setup_dir, teardown),
+    cmocka_unit_test_setup_teardown (test_terminate_keeps_first_reason, setup_dir, teardown),
+    cmocka_unit_test_setup_teardown (test_list_filters_by_status, setup_dir, teardown),
+    cmocka_unit_test_setup_teardown (test_exec_records_count, setup_dir, teardown),
+    cmocka_unit_test_setup_teardown (test_refuses_newer_schema, setup_dir, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
