@@ -179,21 +179,36 @@ srv_h_fork (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_not_live (s, id, r);
       return;
     }
+  /* The forks mount the original's volumes at the same mount points (a volume is shared,
+   * not copied). */
+  struct store_mount *mounts = NULL;
+  size_t n_mounts = 0;
+  if (store_sandbox_volume_list (s->store, id, &mounts, &n_mounts, &err) < 0)
+    {
+      store_sandbox_clear (&rec);
+      reply_failed (r, &err);
+      return;
+    }
+  json_t *vols = json_object ();
+  for (size_t i = 0; i < n_mounts; i++)
+    json_object_set_new (vols, mounts[i].target, json_string (mounts[i].volume));
+  free (mounts);
   if (srv_snapshot (s, id, image, r, &err) < 0)
     {
+      json_decref (vols);
       store_sandbox_clear (&rec);
       if (!r->body)
         reply_failed (r, &err);
       return;
     }
-  /* N creates like the original (resources, lifetime); env and workdir come with the
-   * snapshot image. */
+  /* N creates like the original (resources, lifetime, volumes); env and workdir come
+   * with the snapshot image. */
   json_t *arr = json_array ();
   for (json_int_t i = 0; i < count; i++)
     {
-      json_t *cb = json_pack ("{s:s,s:I,s:f,s:I}", "image", image, "timeout",
+      json_t *cb = json_pack ("{s:s,s:I,s:f,s:I,s:O}", "image", image, "timeout",
                               (json_int_t) rec.timeout_s, "cpu", rec.cpu_millis / 1000.0,
-                              "memory", (json_int_t) rec.memory_mb);
+                              "memory", (json_int_t) rec.memory_mb, "volumes", vols);
       struct srv_reply cr = { 0 };
       srv_h_create (s, cb, &cr);
       json_decref (cb);
@@ -211,12 +226,14 @@ srv_h_fork (struct srv *s, json_t *body, struct srv_reply *r)
               srv_sandbox_put (sb);
             }
           json_decref (arr);
+          json_decref (vols);
           store_sandbox_clear (&rec);
           *r = cr;
           return;
         }
       json_array_append_new (arr, cr.body);
     }
+  json_decref (vols);
   store_sandbox_clear (&rec);
   r->status = 200;
   r->body = json_pack ("{s:s,s:s,s:o}", "image_id", image, "sandbox_id", id, "sandboxes", arr);

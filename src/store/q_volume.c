@@ -109,3 +109,36 @@ store_sandbox_volume_add (struct store *st, const char *sandbox_id, const char *
   int r = store_run (st, sql, v, STORE_NVALS (v), "record sandbox volume", err);
   return r < 0 ? -1 : 0;
 }
+
+/* A sandbox_volumes row (volume, target) as a store_row_fn. */
+static int
+mount_row (sqlite3_stmt *s, void *elem, struct sbx_err *err)
+{
+  struct store_mount *m = elem;
+  store_col_copy (s, 0, m->volume, sizeof m->volume);
+  store_col_copy (s, 1, m->target, sizeof m->target);
+  return 0;
+}
+
+int
+store_sandbox_volume_list (struct store *st, const char *sandbox_id, struct store_mount **out,
+                           size_t *n, struct sbx_err *err)
+{
+  static const char sql[]
+      = "SELECT volume, target FROM sandbox_volumes WHERE sandbox_id = ?1 ORDER BY target";
+  const struct store_val v[] = { store_text (sandbox_id) };
+  void *rows = NULL;
+  size_t len = 0;
+  *out = NULL;
+  *n = 0;
+  if (store_list (st, sql, v, 1, sizeof **out, mount_row, &rows, &len, "list sandbox volumes",
+                  err)
+      < 0)
+    {
+      free (rows);
+      return -1;
+    }
+  *out = rows;
+  *n = len;
+  return 0;
+}

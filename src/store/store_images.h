@@ -59,5 +59,13 @@ int store_volume_list (struct store *st, struct store_volume **out, size_t *n,
  * sandboxes), -1 error (NOT_FOUND). */
 int store_volume_delete_unused (struct store *st, const char *name, int64_t *users,
                                 struct sbx_err *err);
+/* A volume as one sandbox mounts it. */
+struct store_mount {
+  char volume[64];
+  char target[256]; /* mount point inside, absolute */
+};
+/* The volumes a sandbox mounts, by mount point; *out is malloc'd (free it), *n rows. */
+int store_sandbox_volume_list (struct store *st, const char *sandbox_id,
+                               struct store_mount **out, size_t *n, struct sbx_err *err);
 int store_sandbox_volume_add (struct store *st, const char *sandbox_id, const char *volume,
                               const char *target, struct sbx_err *err);

@@ -41,6 +41,27 @@ def test_volume_shared_and_persistent(isbxd):
     assert "shared" not in {v["name"] for v in d.get("/volume/list").json()["volumes"]}
 
 
+def test_forks_mount_the_same_volumes(isbxd):
+    d = isbxd
+    assert d.post("/volume/create", {"name": "forkvol", "size_mb": 64}).status_code == 200
+    src = d.create(volumes={"/data": "forkvol", "/srv/b": "forkvol"})
+    sh(d, src, "echo before > /data/x && echo layer > /root/y")
+    r = d.post("/sandbox/fork", {"sandbox_id": src, "count": 2})
+    assert r.status_code == 200, r.text
+    forks = [s["sandbox_id"] for s in r.json()["sandboxes"]]
+    for i, k in enumerate(forks):
+        # the same volume at both mount points (shared, not copied), and the layer copied
+        assert sh(d, k, "cat /data/x /srv/b/x /root/y")["stdout"] == "before\nbefore\nlayer\n"
+        sh(d, k, f"echo fork{i} > /data/f{i}")
+    assert sh(d, src, "cat /data/f0 /data/f1")["stdout"] == "fork0\nfork1\n"
+    # the forks count as users of the volume too
+    for sid in [src] + forks[:1]:
+        d.post("/sandbox/terminate", {"sandbox_id": sid})
+    assert d.post("/volume/delete", {"name": "forkvol"}).status_code == 409
+    d.post("/sandbox/terminate", {"sandbox_id": forks[1]})
+    assert d.post("/volume/delete", {"name": "forkvol"}).status_code == 200
+
+
 def test_volume_quota(isbxd):
     d = isbxd
     assert d.post("/volume/create", {"name": "small", "size_mb": 16}).status_code == 200
