@@ -65,7 +65,7 @@ store_volume_delete_unused (struct store *st, const char *name, int64_t *users,
 {
   static const char count[]
       = "SELECT (SELECT COUNT(*) FROM volumes WHERE name = ?1),"
-        " (SELECT COUNT(*) FROM sandbox_volumes v JOIN sandboxes s"
+        " (SELECT COUNT(DISTINCT v.sandbox_id) FROM sandbox_volumes v JOIN sandboxes s"
         "  ON s.id = v.sandbox_id WHERE v.volume = ?1 AND s.status = 'running')";
   static const char del_uses[] = "DELETE FROM sandbox_volumes WHERE volume = ?1";
   static const char del[] = "DELETE FROM volumes WHERE name = ?1";

@@ -122,6 +122,18 @@ test_volumes (void **state)
   add_sandbox (st, "sb-1", "python:3.11");
   assert_int_equal (store_sandbox_volume_add (st, "sb-1", "data", "/data", &err), 0);
   assert_int_equal (store_sandbox_volume_add (st, "sb-1", "data", "/data", &err), 0);
+  assert_int_equal (store_sandbox_volume_add (st, "sb-1", "data", "/a/b", &err), 0);
+  struct store_mount *mounts = NULL;
+  size_t nm = 0;
+  assert_int_equal (store_sandbox_volume_list (st, "sb-1", &mounts, &nm, &err), 0);
+  assert_int_equal (nm, 2); /* one row per mount point, by mount point */
+  assert_string_equal (mounts[0].target, "/a/b");
+  assert_string_equal (mounts[1].target, "/data");
+  assert_string_equal (mounts[1].volume, "data");
+  free (mounts);
+  assert_int_equal (store_sandbox_volume_list (st, "sb-none", &mounts, &nm, &err), 0);
+  assert_int_equal (nm, 0);
+  free (mounts);
   int64_t users = -1;
   assert_int_equal (store_volume_delete_unused (st, "data", &users, &err), 0);
   assert_int_equal (users, 1);
