@@ -120,6 +120,15 @@ class Client:
     def health(self):
         return self.call("GET", "/v1/health")
 
+    def post_floor(self):
+        """A POST with a JSON body that sbxd answers at once (status of an id it does not
+        know, a 404): the HTTP and client cost of one create or exec call."""
+        try:
+            self.call("POST", "/v1/sandbox/status", {"sandbox_id": "sb_00000000000000000000"})
+        except ApiError as e:
+            if e.status != 404:
+                raise
+
     def close(self):
         if self.conn is not None:
             self.conn.close()
@@ -360,13 +369,21 @@ def timed(fn, *a):
 def measure_sbxd(sbxd, runs, warmup, pause):
     """{row name: [ms]} for the API operations of one sbxd."""
     c = sbxd.client()
-    out = {k: [] for k in ("health", "create", "ready", "first", "exec", "terminate")}
+    out = {k: [] for k in ("health", "floor", "create", "ready", "first", "exec", "terminate")}
     out["sources"] = {}
     try:
         for i in range(warmup + runs):
             _, t = timed(c.health)
             if i >= warmup:
                 out["health"].append(t)
+        # The same POST floor after the same pause as the creates: an idle vCPU wakes
+        # slowly on a VM, and that is in every create row too.
+        for i in range(warmup + runs):
+            if pause:
+                time.sleep(pause)
+            _, t = timed(c.post_floor)
+            if i >= warmup:
+                out["floor"].append(t)
         for i in range(warmup + runs):
             if pause:
                 time.sleep(pause)
@@ -452,6 +469,7 @@ def cmd_latency(args, images):
         tag = f"sbxd {label}" if len(sbx) > 1 else "sbxd"
         rows += [None,
                  latency_row("GET /v1/health (HTTP + client floor)", out["health"], base),
+                 latency_row("POST, answered at once, same pause (floor)", out["floor"], base),
                  latency_row(f"{tag}: create", out["create"], base),
                  latency_row(f"{tag}: create + first exec /bin/true", out["ready"], base),
                  latency_row(f"{tag}:   first exec after create", out["first"], base),
