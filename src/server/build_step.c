@@ -150,14 +150,6 @@ done:
 
 /* ---- one build step -------------------------------------------------------------------- */
 
-static void
-strv_free (char **v)
-{
-  for (size_t i = 0; v && v[i]; i++)
-    free (v[i]);
-  free (v);
-}
-
 static char **
 make_env (json_t *env, int debian)
 {
@@ -336,7 +328,7 @@ srv_build_step_run (struct srv *s, const struct srv_chain *c, const struct srv_b
   rt_sandbox_freeze (rt, 0, err);
   rc = 0;
 out:
-  strv_free (env);
+  srv_strv_free (env);
   rt_sandbox_destroy (rt);
   srv_layers_unlock ();
   if (*work)
