@@ -94,6 +94,16 @@ inside_send_msg (struct srv_agent *ag, uint8_t type, uint32_t id, const struct p
 }
 
 int
+inside_request (struct srv_agent *ag, uint8_t type, uint32_t id, const struct proto_msg *m,
+                struct srv_reply *r)
+{
+  if (inside_send_msg (ag, type, id, m) == 0)
+    return 0;
+  inside_reply_lost (ag, r);
+  return -1;
+}
+
+int
 inside_next (struct srv_agent *ag, struct proto_frame *f, int timeout_ms)
 {
   int64_t deadline = timeout_ms >= 0 ? sbx_mono_ns () / 1000000 + timeout_ms : 0;

@@ -62,11 +62,8 @@ file_read (struct srv *s, json_t *body, struct srv_reply *r)
     goto done;
   struct proto_msg m = { .path = (char *) path };
   PROTO_SET (&m, PROTO_M_PATH);
-  if (inside_send_msg (&ag, PROTO_FILE_READ, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_FILE_READ, 1, &m, r) < 0)
+    goto done;
   for (;;)
     {
       struct proto_frame f;
@@ -141,11 +138,8 @@ file_write (struct srv *s, json_t *body, int append, struct srv_reply *r)
   if (has_mode)
     PROTO_SET (&m, PROTO_M_MODE);
   struct proto_frame f;
-  if (inside_send_msg (&ag, PROTO_FILE_WRITE, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_FILE_WRITE, 1, &m, r) < 0)
+    goto done;
   if (inside_reply_frame (&ag, &f, FILE_TIMEOUT_MS, r) < 0)
     goto done;
   for (size_t o = 0; o < len; o += PROTO_DATA_CHUNK)
@@ -223,11 +217,8 @@ file_op (struct srv *s, enum srv_route route, json_t *body, struct srv_reply *r)
   PROTO_SET (&m, PROTO_M_PATH);
   PROTO_SET (&m, PROTO_M_KIND);
   PROTO_SET (&m, PROTO_M_FLAGS);
-  if (inside_send_msg (&ag, PROTO_FILE_OP, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_FILE_OP, 1, &m, r) < 0)
+    goto done;
   if (route == SRV_R_FILE_LIST)
     entries = json_array ();
   int complete = 1;
@@ -289,11 +280,8 @@ file_watch (struct srv *s, json_t *body, struct srv_reply *r)
   PROTO_SET (&m, PROTO_M_PATH);
   PROTO_SET (&m, PROTO_M_FLAGS);
   struct proto_frame f;
-  if (inside_send_msg (&ag, PROTO_WATCH, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_WATCH, 1, &m, r) < 0)
+    goto done;
   /* READY once every directory is watched: events from here on are reported. */
   if (inside_reply_frame (&ag, &f, FILE_TIMEOUT_MS, r) < 0)
     goto done;

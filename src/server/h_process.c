@@ -275,11 +275,8 @@ proc_output (struct srv *s, json_t *body, struct srv_reply *r)
   PROTO_SET (&m, PROTO_M_WAIT_MS);
   PROTO_SET (&m, PROTO_M_MAX_BYTES);
   PROTO_SET (&m, PROTO_M_FOLLOW);
-  if (inside_send_msg (&ag, PROTO_PROC_OUTPUT, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_PROC_OUTPUT, 1, &m, r) < 0)
+    goto done;
   if (follow)
     {
       if (inside_peek (&ag, 60000, r) == 1) /* the process exists: the stream starts */
@@ -447,11 +444,8 @@ proc_simple (struct srv *s, enum srv_route route, json_t *body, struct srv_reply
           PROTO_SET (&m, PROTO_M_EOF);
           off += n;
         }
-      if (inside_send_msg (&ag, type, 1, &m) < 0)
-        {
-          inside_reply_lost (&ag, r);
-          goto done;
-        }
+      if (inside_request (&ag, type, 1, &m, r) < 0)
+        goto done;
       if (inside_reply_frame (&ag, &f, timeout, r) < 0)
         goto done;
     }

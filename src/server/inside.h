@@ -29,6 +29,10 @@ void inside_close (struct srv_agent *ag);
 /* Blocking send of one frame. 0 or -1 (the agent is gone). */
 int inside_send (struct srv_agent *ag, uint8_t type, uint32_t id, const void *p, uint32_t len);
 int inside_send_msg (struct srv_agent *ag, uint8_t type, uint32_t id, const struct proto_msg *m);
+/* inside_send_msg, and when the agent is gone the answer for that (inside_reply_lost) in
+ * *r: 0 or -1. */
+int inside_request (struct srv_agent *ag, uint8_t type, uint32_t id, const struct proto_msg *m,
+                    struct srv_reply *r);
 /* The next frame, waiting up to timeout_ms (-1: no limit). 1 frame, 0 timed out, -1 the
  * connection ended or broke (the reply for it: inside_reply_lost). */
 int inside_next (struct srv_agent *ag, struct proto_frame *f, int timeout_ms);

@@ -76,11 +76,8 @@ srv_h_raw_get (struct srv *s, enum srv_route route, const char *url, const char 
     {
       struct proto_msg m = { .path = (char *) path };
       PROTO_SET (&m, PROTO_M_PATH);
-      if (inside_send_msg (&ag, PROTO_FILE_READ, 1, &m) < 0)
-        {
-          inside_reply_lost (&ag, r);
-          goto done;
-        }
+      if (inside_request (&ag, PROTO_FILE_READ, 1, &m, r) < 0)
+        goto done;
       /* FILE_INFO first (or the ERROR that becomes the status); then the bytes. */
       if (inside_reply_frame (&ag, &f, 60000, r) < 0)
         goto done;
@@ -90,11 +87,8 @@ srv_h_raw_get (struct srv *s, enum srv_route route, const char *url, const char 
   struct proto_msg m = { .path = (char *) path, .kind = PROTO_OP_STAT };
   PROTO_SET (&m, PROTO_M_PATH);
   PROTO_SET (&m, PROTO_M_KIND);
-  if (inside_send_msg (&ag, PROTO_FILE_OP, 1, &m) < 0)
-    {
-      inside_reply_lost (&ag, r);
-      goto done;
-    }
+  if (inside_request (&ag, PROTO_FILE_OP, 1, &m, r) < 0)
+    goto done;
   if (inside_reply_frame (&ag, &f, 60000, r) < 0)
     goto done;
   struct proto_msg info;
@@ -171,11 +165,8 @@ srv_upload_begin (struct srv *s, enum srv_route route, const char *url, const ch
       PROTO_SET (&d, PROTO_M_PATH);
       PROTO_SET (&d, PROTO_M_KIND);
       PROTO_SET (&d, PROTO_M_FLAGS);
-      if (inside_send_msg (&u->ag, PROTO_FILE_OP, 3, &d) < 0)
-        {
-          inside_reply_lost (&u->ag, r);
-          goto fail;
-        }
+      if (inside_request (&u->ag, PROTO_FILE_OP, 3, &d, r) < 0)
+        goto fail;
       if (inside_reply_frame (&u->ag, &f, 60000, r) < 0)
         goto fail;
       uint32_t rnd = 0;
@@ -188,11 +179,8 @@ srv_upload_begin (struct srv *s, enum srv_route route, const char *url, const ch
       w.mode = 0600;
       PROTO_SET (&w, PROTO_M_MODE);
     }
-  if (inside_send_msg (&u->ag, PROTO_FILE_WRITE, 1, &w) < 0)
-    {
-      inside_reply_lost (&u->ag, r);
-      goto fail;
-    }
+  if (inside_request (&u->ag, PROTO_FILE_WRITE, 1, &w, r) < 0)
+    goto fail;
   if (inside_reply_frame (&u->ag, &f, 60000, r) < 0)
     goto fail;
   *out = u;
