@@ -110,5 +110,10 @@ int sbx_parse_size (const char *s, uint64_t *out);
  * (build/ or the install dir), else /usr/local/lib/sbx/NAME. Returns 0 if that file is
  * executable, -1 if not (out then holds the last place tried, for the message). */
 int sbx_find_sibling (const char *name, char *out, size_t cap);
+/* Run the program at path (absolute) to its end: stdin /dev/null, stdout and stderr to
+ * out_fd (-1: /dev/null), no other fd, environment envp. 0 with *status as waitpid gives
+ * it, or -1 with err (fork or wait failed). */
+int sbx_run_program (const char *path, char *const argv[], char *const envp[], int out_fd,
+                     int *status, struct sbx_err *err);
 /* Default state directory: $SBX_STATE_DIR or /var/lib/sbx. */
 const char *sbx_default_state_dir (void);

@@ -62,26 +62,12 @@ paths (const char *state_dir, const char *name, char dir[PATH_MAX], char img[PAT
 static int
 run_mkfs (const char *img, struct sbx_err *err)
 {
-  fflush (stderr);
-  pid_t pid = fork ();
-  if (pid < 0)
-    return sbx_err_sys (err, "fork");
-  if (pid == 0)
-    {
-      int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
-      if (null < 0 || dup2 (null, 0) < 0 || dup2 (null, 1) < 0 || dup2 (null, 2) < 0)
-        _exit (127);
-      close_range (3, ~0U, 0);
-      static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
-      char *const argv[] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-                             "root_owner=0:0,lazy_itable_init=0,nodiscard", (char *) img, NULL };
-      execve (MKFS, argv, envp);
-      _exit (127);
-    }
+  static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL };
+  char *const argv[] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+                         "root_owner=0:0,lazy_itable_init=0,nodiscard", (char *) img, NULL };
   int st;
-  while (waitpid (pid, &st, 0) < 0)
-    if (errno != EINTR)
-      return sbx_err_sys (err, "wait for mkfs.ext4");
+  if (sbx_run_program (MKFS, argv, envp, -1, &st, err) < 0)
+    return -1;
   if (!WIFEXITED (st) || WEXITSTATUS (st) != 0)
     return sbx_err_set (err, SBX_E_INTERNAL, 0, MKFS " failed (status %d)", st);
   return 0;

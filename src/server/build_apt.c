@@ -21,24 +21,11 @@ static pthread_mutex_t apt_lock = PTHREAD_MUTEX_INITIALIZER; /* one apt-get at a
 static int
 run_apt (int log_fd, char **argv, struct sbx_err *err)
 {
-  pid_t pid = fork ();
-  if (pid < 0)
-    return sbx_err_sys (err, "fork");
-  if (pid == 0)
-    {
-      int null = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (null < 0 || dup2 (null, 0) < 0 || dup2 (log_fd, 1) < 0 || dup2 (log_fd, 2) < 0)
-        _exit (127);
-      close_range (3, ~0U, 0);
-      static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8",
-                                    "DEBIAN_FRONTEND=noninteractive", NULL };
-      execve (APT_GET, argv, envp);
-      _exit (127);
-    }
+  static char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8",
+                                "DEBIAN_FRONTEND=noninteractive", NULL };
   int st;
-  while (waitpid (pid, &st, 0) < 0)
-    if (errno != EINTR)
-      return sbx_err_sys (err, "wait for apt-get");
+  if (sbx_run_program (APT_GET, argv, envp, log_fd, &st, err) < 0)
+    return -1;
   if (!WIFEXITED (st) || WEXITSTATUS (st) != 0)
     return sbx_err_set (err, SBX_E_INVALID, 0, "apt-get failed (status %d); see the build log",
                         WIFEXITED (st) ? WEXITSTATUS (st) : 128 + WTERMSIG (st));
