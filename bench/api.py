@@ -553,7 +553,7 @@ def peer_rate(argv, nclients, count):
     t0 = time.perf_counter()
     p = subprocess.run(["xargs", "-P", str(nclients), "-I{}", *argv],
                        input="\n".join(str(i) for i in range(count)) + "\n",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     wall = time.perf_counter() - t0
     return count / wall, p.returncode != 0
 
