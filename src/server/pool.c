@@ -34,6 +34,7 @@
 struct pool_key {
   struct srv_pool_key k;
   struct srv_sandbox *ready; /* list through pool_next, oldest first */
+  struct srv_sandbox **ready_tail; /* &ready, or the last member's pool_next: O(1) append */
   int n_ready;
   int spawning;
   int64_t retry_at_ms;       /* after a failed spawn: not before */
@@ -68,11 +69,9 @@ srv_pool_added_locked (struct srv *s, struct srv_sandbox *sb)
 {
   struct pool_key *k = &s->pool->keys[sb->pool_key];
   /* Oldest first: claims take the head, so members seldom reach their recycle age. */
-  struct srv_sandbox **pp = &k->ready;
-  while (*pp)
-    pp = &(*pp)->pool_next;
   sb->pool_next = NULL;
-  *pp = sb;
+  *k->ready_tail = sb;
+  k->ready_tail = &sb->pool_next;
   k->n_ready++;
 }
 
@@ -86,6 +85,8 @@ unlist_locked (struct srv *s, struct srv_sandbox *sb)
     if (*pp == sb)
       {
         *pp = sb->pool_next;
+        if (k->ready_tail == &sb->pool_next)
+          k->ready_tail = pp;
         sb->pool_next = NULL;
         k->n_ready--;
         return;
@@ -374,7 +375,9 @@ add_key (struct srv_pool *p, const struct srv_pool_key *k)
         p->keys[i].k.size = k->size; /* a listed key overrides the default's size */
         return;
       }
-  p->keys[p->n_keys++].k = *k;
+  p->keys[p->n_keys].k = *k;
+  p->keys[p->n_keys].ready_tail = &p->keys[p->n_keys].ready;
+  p->n_keys++;
 }
 
 int
