@@ -504,15 +504,7 @@ srv_pool_recover (struct srv *s)
         }
       else
         {
-          struct rt_spec spec = { .id = de->d_name, .rootfs = "", .state_dir = s->cfg.state_dir,
-                                  .init_path = s->cfg.init_path };
-          rt_limits_default (&spec.limits);
-          struct rt_sandbox *rt = NULL;
-          struct sbx_err err = { 0 };
-          if (rt_sandbox_adopt (&spec, &rt, &err) == 0)
-            rt_sandbox_destroy (rt);
-          else if (rt_cleanup_stale (s->cfg.state_dir, de->d_name, &err) < 0)
-            LOG_WARN ("clean up pool sandbox %s: %s", de->d_name, err.msg);
+          srv_sandbox_dispose (s, de->d_name);
           LOG_INFO ("removed pool sandbox %s of an earlier sbxd", de->d_name);
         }
       srv_pool_destroyed (s, de->d_name);

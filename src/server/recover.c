@@ -23,9 +23,8 @@ fill_spec (struct srv *s, const char *id, const char *rootfs, struct rt_spec *sp
   rt_limits_default (&spec->limits);
 }
 
-/* Kill and clean up whatever is left of a sandbox we do not keep. */
-static void
-dispose (struct srv *s, const char *id)
+void
+srv_sandbox_dispose (struct srv *s, const char *id)
 {
   struct rt_spec spec;
   struct rt_sandbox *rt = NULL;
@@ -47,7 +46,7 @@ recover_one (struct srv *s, struct store_sandbox *rec)
   int64_t now = sbx_now_ms ();
   if (rec->expires_at_ms <= now)
     {
-      dispose (s, rec->id);
+      srv_sandbox_dispose (s, rec->id);
       store_sandbox_terminate (s->store, rec->id, rec->expires_at_ms, "timeout", NULL);
       LOG_INFO ("sandbox %s expired while sbxd was down; cleaned up", rec->id);
       return 0;
@@ -65,7 +64,7 @@ recover_one (struct srv *s, struct store_sandbox *rec)
   if (rt_sandbox_adopt (&spec, &rt, &err) < 0)
     {
       LOG_WARN ("sandbox %s could not be re-adopted: %s", rec->id, err.msg);
-      dispose (s, rec->id);
+      srv_sandbox_dispose (s, rec->id);
       store_sandbox_terminate (s->store, rec->id, now, "lost during sbxd restart", NULL);
       return 0;
     }
@@ -107,7 +106,7 @@ sweep_run_dirs (struct srv *s)
         {
           /* Ours and ended (sbxd died between the kill and the cleanup). */
           store_sandbox_clear (&rec);
-          dispose (s, de->d_name);
+          srv_sandbox_dispose (s, de->d_name);
           continue;
         }
       /* Not in the database: a one-shot `sbx run` sharing this state dir, or a leftover
