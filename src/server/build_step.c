@@ -4,17 +4,14 @@
  * run through the agent, and the sandbox's upper layer kept as a layer. At most
  * MAX_RUNNING_BUILDS such sandboxes run at once. */
 #include "build_internal.h"
-#include "../proto/proto.h"
+#include "exec_drive.h"
 
-#include <errno.h>
 #include <linux/capability.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define CMD_TIMEOUT_MS (30u * 60 * 1000)
@@ -43,14 +40,20 @@ srv_build_log (int fd, const char *fmt, ...)
 
 /* ---- running a command in the build sandbox ------------------------------------------ */
 
+static void
+to_log (void *ud, uint8_t type, const uint8_t *p, size_t n)
+{
+  sbx_write_all (*(int *) ud, p, n);
+}
+
 /* Run argv in the sandbox with env and cwd, stdin from data (NULL: /dev/null), output to
- * log_fd (and, if cap_fd >= 0, stdout to cap_fd). *code gets the exit code. */
+ * log_fd. *code gets the exit code (124: timed out). */
 static int
 run_in (struct rt_sandbox *rt, char **argv, char **env, const char *cwd, const char *data,
         size_t dlen, int log_fd, int *code, struct sbx_err *err)
 {
   struct proto_reader rd;
-  struct proto_buf out = { 0 }, payload = { 0 };
+  struct proto_buf out = { 0 };
   size_t argc = 0, envc = 0;
   while (argv[argc])
     argc++;
@@ -60,27 +63,14 @@ run_in (struct rt_sandbox *rt, char **argv, char **env, const char *cwd, const c
                                .cwd = (char *) cwd,
                                .stdin_mode = data ? PROTO_STDIN_PIPE : PROTO_STDIN_NULL,
                                .timeout_ms = CMD_TIMEOUT_MS, .max_output = 0 };
+  struct srv_exec_run run = { .xid = 1, .timeout_ms = CMD_TIMEOUT_MS, .on_output = to_log,
+                              .ud = &log_fd };
   int rc = -1;
   int fd = -1;
   proto_reader_init (&rd);
-  if (proto_exec_req_encode (&pr, &payload) < 0
-      || proto_frame_append (&out, PROTO_EXEC_START, 1, payload.data, (uint32_t) payload.len) < 0)
+  if (srv_exec_frames (&pr, run.xid, data, dlen, &out) < 0)
     {
       sbx_err_sys (err, "encode command");
-      goto done;
-    }
-  for (size_t o = 0; data && o < dlen; o += PROTO_DATA_CHUNK)
-    {
-      size_t n = dlen - o < PROTO_DATA_CHUNK ? dlen - o : PROTO_DATA_CHUNK;
-      if (proto_frame_append (&out, PROTO_EXEC_STDIN, 1, data + o, (uint32_t) n) < 0)
-        {
-          sbx_err_sys (err, "encode stdin");
-          goto done;
-        }
-    }
-  if (data && proto_frame_append (&out, PROTO_EXEC_STDIN, 1, NULL, 0) < 0)
-    {
-      sbx_err_sys (err, "encode stdin");
       goto done;
     }
   proto_reader_free (&rd);
@@ -88,63 +78,21 @@ run_in (struct rt_sandbox *rt, char **argv, char **env, const char *cwd, const c
   if (fd < 0)
     goto done;
   sbx_set_nonblock (fd, 1);
-  size_t off = 0;
-  for (;;)
+  int dr = srv_exec_drive (fd, &rd, &out, &run, err);
+  if (dr == 1)
+    sbx_err_set (err, SBX_E_EXEC_FAILED, 0, "the build sandbox ended");
+  else if (dr == 0 && run.agent_error_set)
+    sbx_err_set (err, SBX_E_EXEC_FAILED, 0, "agent: %s", run.agent_error);
+  else if (dr == 0)
     {
-      struct proto_frame f;
-      int nr;
-      while ((nr = proto_reader_next (&rd, &f, err)) == 1)
-        {
-          if (f.type == PROTO_EXEC_STDOUT || f.type == PROTO_EXEC_STDERR)
-            sbx_write_all (log_fd, f.payload, f.len);
-          else if (f.type == PROTO_EXEC_EXIT)
-            {
-              struct proto_exec_exit ex;
-              if (proto_exec_exit_decode (f.payload, f.len, &ex, err) < 0)
-                goto done;
-              *code = ex.timed_out ? 124 : ex.exit_code;
-              rc = 0;
-              goto done;
-            }
-          else if (f.type == PROTO_ERROR)
-            {
-              uint32_t ec;
-              char msg[512];
-              if (proto_error_decode (f.payload, f.len, &ec, msg, sizeof msg, err) == 0)
-                sbx_err_set (err, SBX_E_EXEC_FAILED, 0, "agent: %s", msg);
-              goto done;
-            }
-        }
-      if (nr < 0)
-        goto done;
-      struct pollfd p = { .fd = fd, .events = POLLIN | (off < out.len ? POLLOUT : 0) };
-      if (poll (&p, 1, 60000) < 0 && errno != EINTR)
-        {
-          sbx_err_sys (err, "poll agent");
-          goto done;
-        }
-      if (p.revents & POLLOUT)
-        {
-          ssize_t n = send (fd, out.data + off, out.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-          if (n > 0)
-            off += (size_t) n;
-        }
-      if (p.revents & (POLLIN | POLLHUP | POLLERR))
-        {
-          ssize_t n = proto_reader_fill (&rd, fd);
-          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            {
-              sbx_err_set (err, SBX_E_EXEC_FAILED, 0, "the build sandbox ended");
-              goto done;
-            }
-        }
+      *code = run.exit.timed_out ? 124 : run.exit.exit_code;
+      rc = 0;
     }
 done:
   if (fd >= 0)
     close (fd);
   proto_reader_free (&rd);
   proto_buf_free (&out);
-  proto_buf_free (&payload);
   return rc;
 }
 

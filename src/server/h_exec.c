@@ -8,17 +8,13 @@
  * connection is cut and the caller gets 410 sandbox_terminated or 408 sandbox_timeout at
  * once. */
 #include "server.h"
-#include "../proto/proto.h"
+#include "exec_drive.h"
 #include "../runtime/runtime.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define STDIN_CHUNK (64 * 1024)
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct stream {
@@ -28,12 +24,9 @@ struct stream {
 };
 
 struct exec_run {
+  struct srv_exec_run d; /* exec id, exit, agent error (exec_drive.h) */
   struct stream out, err;
-  struct proto_exec_exit exit;
-  uint32_t xid;  /* exec id on the agent connection */
-  int got_exit;
-  char agent_error[512];
-  int agent_error_set;
+  uint64_t max_output;
   int64_t started_ms;
 };
 
@@ -49,6 +42,13 @@ keep (struct stream *st, const uint8_t *p, size_t n, uint64_t max)
     }
   if (n && proto_buf_append (&st->buf, p, n) < 0)
     st->truncated = 1;
+}
+
+static void
+on_output (void *ud, uint8_t type, const uint8_t *p, size_t n)
+{
+  struct exec_run *run = ud;
+  keep (type == PROTO_EXEC_STDOUT ? &run->out : &run->err, p, n, run->max_output);
 }
 
 /* The command's whole environment: defaults, then the sandbox's env, then the exec's. */
@@ -144,90 +144,6 @@ srv_agent_give (struct srv_sandbox *sb, int fd)
     close (fd);
 }
 
-/* Returns 0 when the exec finished (EXIT or agent ERROR), 1 when the connection ended
- * first, -1 on a local failure (err). */
-static int
-run_exec (int fd, struct proto_reader *rd, struct proto_buf *out, const struct srv_exec_req *req,
-          struct exec_run *run, struct sbx_err *err)
-{
-  size_t off = 0;
-  int64_t deadline = req->timeout_ms ? sbx_mono_ns () / 1000000 + (int64_t) req->timeout_ms
-                                           + 30000
-                                     : 0;
-  for (;;)
-    {
-      struct proto_frame f;
-      int rc;
-      while ((rc = proto_reader_next (rd, &f, err)) == 1)
-        {
-          if (f.id != run->xid && f.type != PROTO_ERROR)
-            continue;
-          switch (f.type)
-            {
-            case PROTO_EXEC_STDOUT:
-              keep (&run->out, f.payload, f.len, req->max_output);
-              break;
-            case PROTO_EXEC_STDERR:
-              keep (&run->err, f.payload, f.len, req->max_output);
-              break;
-            case PROTO_EXEC_EXIT:
-              if (proto_exec_exit_decode (f.payload, f.len, &run->exit, err) < 0)
-                return -1;
-              run->got_exit = 1;
-              return 0;
-            case PROTO_ERROR:
-              {
-                uint32_t code;
-                if (proto_error_decode (f.payload, f.len, &code, run->agent_error,
-                                        sizeof run->agent_error, err) < 0)
-                  return -1;
-                run->agent_error_set = 1;
-                return 0;
-              }
-            default:
-              break;
-            }
-        }
-      if (rc < 0)
-        return -1;
-      struct pollfd p = { .fd = fd, .events = POLLIN | (off < out->len ? POLLOUT : 0) };
-      int wait_ms = -1;
-      if (deadline)
-        {
-          int64_t left = deadline - sbx_mono_ns () / 1000000;
-          if (left <= 0)
-            return sbx_err_set (err, SBX_E_EXEC_FAILED, 0,
-                                "the sandbox agent did not end the command after its timeout");
-          wait_ms = left > 60000 ? 60000 : (int) left;
-        }
-      int pr = poll (&p, 1, wait_ms);
-      if (pr < 0)
-        {
-          if (errno == EINTR)
-            continue;
-          return sbx_err_sys (err, "poll agent socket");
-        }
-      if (pr == 0)
-        continue;
-      if (p.revents & POLLOUT)
-        {
-          ssize_t n = send (fd, out->data + off, out->len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-          if (n > 0)
-            off += (size_t) n;
-          else if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return 1; /* the agent is gone; the read side tells us why */
-        }
-      if (p.revents & (POLLIN | POLLHUP | POLLERR))
-        {
-          ssize_t n = proto_reader_fill (rd, fd);
-          if (n == 0)
-            return 1;
-          if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return 1;
-        }
-    }
-}
-
 static json_t *
 stream_json (json_t *o, const char *name, const struct stream *st)
 {
@@ -264,15 +180,15 @@ record (struct srv *s, const struct srv_exec_req *req, const struct exec_run *ru
   struct store_exec e = {
     .sandbox_id = req->id,
     .argv_json = argv_json,
-    .has_exit_code = run->got_exit,
-    .exit_code = run->exit.exit_code,
-    .timed_out = run->exit.timed_out,
+    .has_exit_code = run->d.got_exit,
+    .exit_code = run->d.exit.exit_code,
+    .timed_out = run->d.exit.timed_out,
     .truncated = run->out.truncated || run->err.truncated,
     .started_at_ms = run->started_ms,
-    .duration_ms = run->got_exit ? (int64_t) (run->exit.duration_us / 1000)
+    .duration_ms = run->d.got_exit ? (int64_t) (run->d.exit.duration_us / 1000)
                                  : sbx_now_ms () - run->started_ms,
-    .stdout_bytes = run->got_exit ? run->exit.stdout_bytes : run->out.total,
-    .stderr_bytes = run->got_exit ? run->exit.stderr_bytes : run->err.total,
+    .stdout_bytes = run->d.got_exit ? run->d.exit.stdout_bytes : run->out.total,
+    .stderr_bytes = run->d.got_exit ? run->d.exit.stderr_bytes : run->err.total,
     .error = error,
   };
   struct sbx_err err = { 0 };
@@ -337,30 +253,12 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
     .stdin_mode = req->has_stdin ? PROTO_STDIN_PIPE : PROTO_STDIN_NULL,
     .timeout_ms = req->timeout_ms, .max_output = req->max_output,
   };
-  struct proto_buf payload = { 0 };
   /* The connection first: the frames carry its exec id. */
-  int fd = srv_agent_take (sb, &run.xid, &err);
-  if (fd >= 0 && (!env || proto_exec_req_encode (&pr, &payload) < 0
-      || proto_frame_append (&out, PROTO_EXEC_START, run.xid, payload.data,
-                             (uint32_t) payload.len) < 0))
+  int fd = srv_agent_take (sb, &run.d.xid, &err);
+  if (fd >= 0 && (!env || srv_exec_frames (&pr, run.d.xid, req->stdin_data, req->stdin_len,
+                                           &out) < 0))
     {
       srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
-      goto done;
-    }
-  for (size_t o = 0; req->has_stdin && o < req->stdin_len; o += STDIN_CHUNK)
-    {
-      size_t n = req->stdin_len - o < STDIN_CHUNK ? req->stdin_len - o : STDIN_CHUNK;
-      if (fd >= 0 && proto_frame_append (&out, PROTO_EXEC_STDIN, run.xid, req->stdin_data + o,
-                              (uint32_t) n) < 0)
-        {
-          srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
-          goto done;
-        }
-    }
-  if (fd >= 0 && req->has_stdin
-      && proto_frame_append (&out, PROTO_EXEC_STDIN, run.xid, NULL, 0) < 0)
-    {
-      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode stdin");
       goto done;
     }
 
@@ -391,7 +289,11 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
     }
   sbx_set_nonblock (fd, 1);
   run.started_ms = sbx_now_ms ();
-  int rc = run_exec (fd, &rd, &out, req, &run, &err);
+  run.max_output = req->max_output;
+  run.d.timeout_ms = req->timeout_ms;
+  run.d.on_output = on_output;
+  run.d.ud = &run;
+  int rc = srv_exec_drive (fd, &rd, &out, &run.d, &err);
   srv_exec_unregister (sb, fd);
   if (rc == 1)
     {
@@ -399,9 +301,9 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
       srv_reply_sandbox_ended (sb, "command", r);
       goto done;
     }
-  if (rc < 0 || run.agent_error_set)
+  if (rc < 0 || run.d.agent_error_set)
     {
-      const char *why = rc < 0 ? err.msg : run.agent_error;
+      const char *why = rc < 0 ? err.msg : run.d.agent_error;
       LOG_ERROR ("exec in %s failed: %s", sb->id, why);
       record (s, req, &run, why);
       srv_reply_error (r, SBX_E_EXEC_FAILED, why);
@@ -415,24 +317,24 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
       fd = -1;
     }
   json_t *o = json_object ();
-  json_object_set_new (o, "exit_code", json_integer (run.exit.exit_code));
-  json_object_set_new (o, "returncode", json_integer (run.exit.exit_code));
+  json_object_set_new (o, "exit_code", json_integer (run.d.exit.exit_code));
+  json_object_set_new (o, "returncode", json_integer (run.d.exit.exit_code));
   if (!stream_json (o, "stdout", &run.out) || !stream_json (o, "stderr", &run.err))
     {
       json_decref (o);
       srv_reply_error (r, SBX_E_INTERNAL, "out of memory encoding the output");
       goto done;
     }
-  json_object_set_new (o, "duration_ms", json_integer ((json_int_t) (run.exit.duration_us / 1000)));
+  json_object_set_new (o, "duration_ms", json_integer ((json_int_t) (run.d.exit.duration_us / 1000)));
   json_object_set_new (o, "truncated",
                        json_boolean (run.out.truncated || run.err.truncated
-                                     || run.exit.stdout_truncated || run.exit.stderr_truncated));
-  json_object_set_new (o, "timed_out", json_boolean (run.exit.timed_out));
-  if (run.exit.signal)
-    json_object_set_new (o, "signal", json_integer (run.exit.signal));
+                                     || run.d.exit.stdout_truncated || run.d.exit.stderr_truncated));
+  json_object_set_new (o, "timed_out", json_boolean (run.d.exit.timed_out));
+  if (run.d.exit.signal)
+    json_object_set_new (o, "signal", json_integer (run.d.exit.signal));
   json_object_set_new (o, "usage",
-                       json_pack ("{s:I,s:I}", "cpu_ms", (json_int_t) (run.exit.cpu_us / 1000),
-                                  "max_rss_kb", (json_int_t) run.exit.max_rss_kb));
+                       json_pack ("{s:I,s:I}", "cpu_ms", (json_int_t) (run.d.exit.cpu_us / 1000),
+                                  "max_rss_kb", (json_int_t) run.d.exit.max_rss_kb));
   r->status = 200;
   r->body = o;
 done:
@@ -440,7 +342,6 @@ done:
     close (fd);
   proto_reader_free (&rd);
   proto_buf_free (&out);
-  proto_buf_free (&payload);
   proto_buf_free (&run.out.buf);
   proto_buf_free (&run.err.buf);
   srv_strv_free (env);
