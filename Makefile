@@ -11,6 +11,8 @@ LDRELRO  = -Wl,-z,relro,-z,now
 LDHARDEN = -pie $(LDRELRO)
 LDSTATIC = -static-pie $(LDRELRO)
 B        = build
+# The archive rules below come first: without this, a bare `make` built only one of them.
+.DEFAULT_GOAL := all
 
 # One archive per folder, so a module's tests link only what it needs.
 MODULES  = common proto runtime images store billing server
