@@ -1,13 +1,11 @@
-/* HTTP helpers of the sbx commands that stream (exec -i/-t, logs, cp): JSON requests,
- * NDJSON event streams and raw bodies with libcurl. cmd_api.c keeps its own simpler
- * request helper for the one-shot commands. */
+/* HTTP helpers of the sbx commands: JSON requests (the one-shot commands of cmd_api.c and
+ * the streaming ones: exec -i/-t, logs, cp), NDJSON event streams and raw bodies with
+ * libcurl. */
 #include "cli.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
-
-#define DEFAULT_URL "http://127.0.0.1:8080"
 
 void
 cli_api_init (void)
@@ -24,7 +22,7 @@ cli_api_base (const char *opt)
   if (opt && *opt)
     return opt;
   const char *e = getenv ("SBX_URL");
-  return e && *e ? e : DEFAULT_URL;
+  return e && *e ? e : CLI_DEFAULT_URL;
 }
 
 void
@@ -116,7 +114,10 @@ perform (const char *base, const char *method, const char *path, json_t *body, s
   cli_api_url (base, path, url, sizeof url);
   CURL *c = curl_easy_init ();
   if (!c)
-    return -1;
+    {
+      fprintf (stderr, "sbx: cannot initialise libcurl\n");
+      return -1;
+    }
   s->curl = c;
   char *payload = body ? json_dumps (body, JSON_COMPACT) : NULL;
   struct curl_slist *hdr = curl_slist_append (NULL, "Content-Type: application/json");
@@ -136,22 +137,38 @@ perform (const char *base, const char *method, const char *path, json_t *body, s
   CURLcode cc = curl_easy_perform (c);
   long status = -1;
   if (cc != CURLE_OK && !(s->stop && cc == CURLE_WRITE_ERROR))
-    fprintf (stderr, "sbx: %s: %s\n", url, curl_easy_strerror (cc));
+    fprintf (stderr, "sbx: %s: %s (is sbxd running? set --url or SBX_URL)\n", url,
+             curl_easy_strerror (cc));
   else
     {
       curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &status);
-      if (out)
-        {
-          json_error_t je;
-          *out = s->len ? json_loadb (s->data, s->len, JSON_ALLOW_NUL, &je) : NULL;
-          if (status != 200 && !*out)
-            *out = json_object ();
-        }
+      json_error_t je;
+      *out = s->len ? json_loadb (s->data, s->len, JSON_ALLOW_NUL, &je) : NULL;
     }
   curl_slist_free_all (hdr);
   curl_easy_cleanup (c);
   free (payload);
   return status;
+}
+
+long
+cli_api_call (const char *base, const char *method, const char *path, json_t *body,
+              json_t **out)
+{
+  struct sink s = { 0 };
+  *out = NULL;
+  long st = perform (base, method, path, body, &s, out);
+  free (s.data);
+  if (st >= 0 && !json_is_object (*out))
+    {
+      char url[8192];
+      cli_api_url (base, path, url, sizeof url);
+      fprintf (stderr, "sbx: %s: HTTP %ld with a reply that is not a JSON object\n", url, st);
+      json_decref (*out);
+      *out = NULL;
+      return -1;
+    }
+  return st;
 }
 
 long
@@ -161,6 +178,8 @@ cli_api_post (const char *base, const char *path, json_t *body, json_t **out)
   *out = NULL;
   long st = perform (base, "POST", path, body, &s, out);
   free (s.data);
+  if (st >= 0 && st != 200 && !*out)
+    *out = json_object ();
   if (st == 200 && !json_is_object (*out))
     {
       fprintf (stderr, "sbx: %s: the reply is not a JSON object\n", path);
@@ -183,6 +202,8 @@ cli_api_stream (const char *base, const char *path, json_t *body,
       json_decref (*err_out);
       *err_out = NULL;
     }
+  else if (st >= 0 && !*err_out)
+    *err_out = json_object ();
   free (s.data);
   return st;
 }

@@ -22,10 +22,15 @@ int cli_cmd_cp (int argc, char **argv);   /* cmd_cp.c */
  * forwards stdin (forward_stdin), a pty with the local terminal in raw mode (tty). */
 int cli_exec_interactive (const char *base, json_t *body, int forward_stdin, int tty);
 
-/* api_client.c: requests of the streaming commands. base: --url, $SBX_URL or default. */
+/* api_client.c: requests to sbxd. base: --url, $SBX_URL or CLI_DEFAULT_URL. */
+#define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 const char *cli_api_base (const char *opt);
 void cli_api_init (void); /* once, before any thread */
 void cli_api_url (const char *base, const char *path, char *out, size_t cap);
+/* One request (method "GET" or "POST", body NULL: none). Returns the HTTP status with the
+ * reply, a JSON object whatever the status, in *out; or -1 after printing why. */
+long cli_api_call (const char *base, const char *method, const char *path, json_t *body,
+                   json_t **out);
 /* POST a JSON body; returns the HTTP status (reply in *out) or -1 after printing why. */
 long cli_api_post (const char *base, const char *path, json_t *body, json_t **out);
 /* POST and read an NDJSON stream: on_event per event (non-zero stops). Not 200: the error

@@ -4,7 +4,6 @@
  * 125 sbx itself failed (cannot reach sbxd, bad reply); 2 usage. */
 #include "cli.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -15,116 +14,11 @@
 #define EXIT_API_ERROR 1
 #define EXIT_USAGE 2
 #define EXIT_SBX_FAILED 125
-#define DEFAULT_URL "http://127.0.0.1:8080"
 
 struct api {
   const char *url;
   int json;
 };
-
-struct resp {
-  char *data;
-  size_t len;
-};
-
-static size_t
-on_data (char *p, size_t sz, size_t n, void *ud)
-{
-  struct resp *r = ud;
-  size_t add = sz * n;
-  if (r->len + add > 64u * 1024 * 1024)
-    return 0; /* a reply that large is not from sbxd */
-  char *nd = realloc (r->data, r->len + add + 1);
-  if (!nd)
-    return 0;
-  memcpy (nd + r->len, p, add);
-  r->data = nd;
-  r->len += add;
-  r->data[r->len] = '\0';
-  return add;
-}
-
-/* The API base: a bare host gets /v1; a URL that already names an API prefix is kept. */
-static void
-endpoint (const char *url, const char *path, char *out, size_t cap)
-{
-  size_t n = strlen (url);
-  while (n && url[n - 1] == '/')
-    n--;
-  static const char *const prefixes[] = { "/v1/marketplace/compute", "/api/v1/modal", "/v1" };
-  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
-    {
-      size_t pl = strlen (prefixes[i]);
-      if (n >= pl && !strncmp (url + n - pl, prefixes[i], pl))
-        {
-          snprintf (out, cap, "%.*s%s", (int) n, url, path);
-          return;
-        }
-    }
-  snprintf (out, cap, "%.*s/v1%s", (int) n, url, path);
-}
-
-/* One request. Returns the HTTP status (body in *out, owned) or -1 after printing why. */
-static long
-call (const struct api *a, const char *method, const char *path, json_t *body, json_t **out)
-{
-  char url[4096];
-  endpoint (a->url, path, url, sizeof url);
-  CURL *c = curl_easy_init ();
-  if (!c)
-    {
-      fprintf (stderr, "sbx: cannot initialise libcurl\n");
-      return -1;
-    }
-  struct resp r = { 0 };
-  char *payload = body ? json_dumps (body, JSON_COMPACT) : NULL;
-  struct curl_slist *hdr = curl_slist_append (NULL, "Content-Type: application/json");
-  hdr = curl_slist_append (hdr, "Expect:");
-  /* sbxd with --auth api_key: the key comes from the environment, never from argv (ps) */
-  const char *key = getenv ("SBX_API_KEY");
-  char authz[160];
-  if (key && *key && strlen (key) < 128)
-    {
-      snprintf (authz, sizeof authz, "Authorization: Bearer %s", key);
-      hdr = curl_slist_append (hdr, authz);
-    }
-  curl_easy_setopt (c, CURLOPT_URL, url);
-  curl_easy_setopt (c, CURLOPT_HTTPHEADER, hdr);
-  curl_easy_setopt (c, CURLOPT_WRITEFUNCTION, on_data);
-  curl_easy_setopt (c, CURLOPT_WRITEDATA, &r);
-  curl_easy_setopt (c, CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt (c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (c, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (!strcmp (method, "POST"))
-    {
-      curl_easy_setopt (c, CURLOPT_POST, 1L);
-      curl_easy_setopt (c, CURLOPT_POSTFIELDS, payload ? payload : "{}");
-    }
-  CURLcode cc = curl_easy_perform (c);
-  long status = -1;
-  if (cc != CURLE_OK)
-    fprintf (stderr, "sbx: %s: %s (is sbxd running? set --url or SBX_URL)\n", url,
-             curl_easy_strerror (cc));
-  else
-    {
-      curl_easy_getinfo (c, CURLINFO_RESPONSE_CODE, &status);
-      json_error_t je;
-      *out = r.data ? json_loadb (r.data, r.len, JSON_ALLOW_NUL, &je) : NULL;
-      if (!*out || !json_is_object (*out))
-        {
-          fprintf (stderr, "sbx: %s: HTTP %ld with a reply that is not a JSON object\n", url,
-                   status);
-          json_decref (*out);
-          *out = NULL;
-          status = -1;
-        }
-    }
-  curl_slist_free_all (hdr);
-  curl_easy_cleanup (c);
-  free (payload);
-  free (r.data);
-  return status;
-}
 
 /* Print an API error reply; returns the exit status for it. */
 static int
@@ -135,10 +29,7 @@ api_error (const struct api *a, long status, json_t *reply)
       json_dumpf (reply, stdout, JSON_INDENT (2));
       putchar ('\n');
     }
-  json_t *e = json_object_get (reply, "error");
-  fprintf (stderr, "sbx: %s (HTTP %ld): %s\n",
-           json_string_value (json_object_get (e, "code")) ?: "error", status,
-           json_string_value (json_object_get (e, "message")) ?: "");
+  cli_api_print_error (status, reply);
   return EXIT_API_ERROR;
 }
 
@@ -172,10 +63,9 @@ common_opt (int o, struct api *a)
 static void
 api_init (struct api *a)
 {
-  const char *e = getenv ("SBX_URL");
-  a->url = e && *e ? e : DEFAULT_URL;
+  a->url = cli_api_base (NULL);
   a->json = 0;
-  curl_global_init (CURL_GLOBAL_DEFAULT);
+  cli_api_init ();
 }
 
 #define COMMON_LONGOPTS                                                                           \
@@ -183,7 +73,7 @@ api_init (struct api *a)
   { "help", no_argument, NULL, 'h' }
 
 static const char common_help[]
-    = "  --url URL        sbxd address (default $SBX_URL or " DEFAULT_URL ")\n"
+    = "  --url URL        sbxd address (default $SBX_URL or " CLI_DEFAULT_URL ")\n"
       "  --json           print the API's JSON reply\n";
 
 static int
@@ -269,7 +159,7 @@ cli_cmd_create (int argc, char **argv)
   if (json_object_size (env))
     json_object_set (body, "env", env);
   json_t *reply = NULL;
-  long st = call (&a, "POST", "/sandbox/create", body, &reply);
+  long st = cli_api_call (a.url, "POST", "/sandbox/create", body, &reply);
   if (st < 0)
     rc = EXIT_SBX_FAILED;
   else if (st != 200)
@@ -298,23 +188,11 @@ write_stream (json_t *reply, const char *name, FILE *f)
   json_t *b = json_object_get (reply, key);
   if (json_is_string (b))
     {
-      static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-      const char *s = json_string_value (b);
-      uint32_t acc = 0;
-      int bits = 0;
-      for (; *s && *s != '='; s++)
-        {
-          const char *p = strchr (tab, *s);
-          if (!p)
-            continue;
-          acc = acc << 6 | (uint32_t) (p - tab);
-          bits += 6;
-          if (bits >= 8)
-            {
-              bits -= 8;
-              fputc ((int) ((acc >> bits) & 0xff), f);
-            }
-        }
+      size_t n = json_string_length (b);
+      uint8_t *buf = malloc (n + 1);
+      if (buf)
+        fwrite (buf, 1, cli_b64_decode (json_string_value (b), n, buf), f);
+      free (buf);
     }
   else
     {
@@ -470,7 +348,7 @@ cli_cmd_exec (int argc, char **argv)
       json_object_set_new (body, "stdin", s);
     }
   json_t *reply = NULL;
-  long st = call (&a, "POST", "/sandbox/exec", body, &reply);
+  long st = cli_api_call (a.url, "POST", "/sandbox/exec", body, &reply);
   if (st < 0)
     rc = EXIT_SBX_FAILED;
   else if (st != 200)
@@ -555,7 +433,7 @@ id_command (int argc, char **argv, const char *name, const char *path, int many)
     {
       json_t *body = json_pack ("{s:s}", "sandbox_id", argv[i]);
       json_t *reply = NULL;
-      long st = call (&a, "POST", path, body, &reply);
+      long st = cli_api_call (a.url, "POST", path, body, &reply);
       json_decref (body);
       if (st < 0)
         rc = EXIT_SBX_FAILED;
@@ -622,7 +500,7 @@ cli_cmd_ls (int argc, char **argv)
   char path[64];
   snprintf (path, sizeof path, "/sandbox/list%s%s", status ? "?status=" : "", status ? status : "");
   json_t *reply = NULL;
-  long st = call (&a, "GET", path, NULL, &reply);
+  long st = cli_api_call (a.url, "GET", path, NULL, &reply);
   int rc = 0;
   if (st < 0)
     rc = EXIT_SBX_FAILED;
