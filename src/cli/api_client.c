@@ -265,6 +265,32 @@ cli_b64_decode (const char *s, size_t n, uint8_t *out)
 }
 
 int
+cli_process_event (json_t *ev, int *exit_code)
+{
+  const char *type = json_string_value (json_object_get (ev, "type"));
+  if (!type)
+    return CLI_EVENT_MORE;
+  if (!strcmp (type, "stdout"))
+    cli_write_event_data (ev, stdout);
+  else if (!strcmp (type, "stderr"))
+    cli_write_event_data (ev, stderr);
+  else if (!strcmp (type, "exit"))
+    {
+      *exit_code = (int) json_integer_value (json_object_get (ev, "exit_code"));
+      return CLI_EVENT_EXIT;
+    }
+  else if (!strcmp (type, "error"))
+    return CLI_EVENT_ERROR;
+  return CLI_EVENT_MORE;
+}
+
+const char *
+cli_event_message (json_t *ev)
+{
+  return json_string_value (json_object_get (ev, "message")) ?: "";
+}
+
+int
 cli_write_event_data (json_t *ev, FILE *f)
 {
   json_t *d = json_object_get (ev, "data");

@@ -45,6 +45,12 @@ char *cli_b64_encode (const uint8_t *p, size_t n);
 size_t cli_b64_decode (const char *s, size_t n, uint8_t *out);
 /* Write a stream event's data (text or base64) to f. */
 int cli_write_event_data (json_t *ev, FILE *f);
+/* An event of a process output stream (exec -i/-t, logs -f): stdout and stderr data are
+ * written out (CLI_EVENT_MORE, as for other types); "exit" gives CLI_EVENT_EXIT with
+ * *exit_code, "error" CLI_EVENT_ERROR (its message: cli_event_message). */
+enum { CLI_EVENT_MORE, CLI_EVENT_EXIT, CLI_EVENT_ERROR };
+int cli_process_event (json_t *ev, int *exit_code);
+const char *cli_event_message (json_t *ev);
 
 /* Path of a sibling binary (e.g. "sbx-init") next to /proc/self/exe, or from $SBX_INIT /
  * the install dir. Returns 0 and fills out. */

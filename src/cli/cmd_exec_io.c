@@ -56,27 +56,16 @@ static int
 on_event (json_t *ev, void *ud)
 {
   struct session *s = ud;
-  const char *type = json_string_value (json_object_get (ev, "type"));
-  if (!type)
-    return 0;
-  if (!strcmp (type, "stdout"))
-    cli_write_event_data (ev, stdout);
-  else if (!strcmp (type, "stderr"))
-    cli_write_event_data (ev, stderr);
-  else if (!strcmp (type, "exit"))
-    {
-      s->exit_code = (int) json_integer_value (json_object_get (ev, "exit_code"));
-      s->got_exit = 1;
-      return 1;
-    }
-  else if (!strcmp (type, "error"))
+  int k = cli_process_event (ev, &s->exit_code);
+  if (k == CLI_EVENT_EXIT)
+    s->got_exit = 1;
+  else if (k == CLI_EVENT_ERROR)
     {
       restore_tty ();
-      fprintf (stderr, "sbx: %s\n", json_string_value (json_object_get (ev, "message")) ?: "");
+      fprintf (stderr, "sbx: %s\n", cli_event_message (ev));
       s->failed = 1;
-      return 1;
     }
-  return 0;
+  return k != CLI_EVENT_MORE;
 }
 
 static void *

@@ -8,26 +8,10 @@
 static int
 on_event (json_t *ev, void *ud)
 {
-  int *exit_code = ud;
-  const char *type = json_string_value (json_object_get (ev, "type"));
-  if (!type)
-    return 0;
-  if (!strcmp (type, "stdout"))
-    cli_write_event_data (ev, stdout);
-  else if (!strcmp (type, "stderr"))
-    cli_write_event_data (ev, stderr);
-  else if (!strcmp (type, "exit"))
-    {
-      *exit_code = (int) json_integer_value (json_object_get (ev, "exit_code"));
-      return 1;
-    }
-  else if (!strcmp (type, "error"))
-    {
-      fprintf (stderr, "sbx logs: %s\n",
-               json_string_value (json_object_get (ev, "message")) ?: "");
-      return 1;
-    }
-  return 0;
+  int k = cli_process_event (ev, ud);
+  if (k == CLI_EVENT_ERROR)
+    fprintf (stderr, "sbx logs: %s\n", cli_event_message (ev));
+  return k != CLI_EVENT_MORE;
 }
 
 static void
