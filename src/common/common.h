@@ -2,6 +2,7 @@
  * Leaf module: includes no other sbx folder. Safe to use from sbx-init (static). */
 #pragma once
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +80,9 @@ int sbx_write_fileat (int dirfd, const char *path, const char *s);
 ssize_t sbx_read_file (const char *path, char *buf, size_t cap);
 /* mkdir -p with mode; existing directories are fine. */
 int sbx_mkdir_p (const char *path, mode_t mode);
+/* Open directory name under dirfd as a stream, never through a symlink (O_CLOEXEC). NULL
+ * with errno. */
+DIR *sbx_opendirat (int dirfd, const char *name);
 /* rm -rf that never follows symlinks and stays on one filesystem. */
 int sbx_rm_rf (const char *path);
 

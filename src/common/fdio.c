@@ -209,6 +209,22 @@ sbx_mkdir_p (const char *path, mode_t mode)
   return 0;
 }
 
+DIR *
+sbx_opendirat (int dirfd, const char *name)
+{
+  int fd = openat (dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return NULL;
+  DIR *d = fdopendir (fd);
+  if (!d)
+    {
+      int saved = errno;
+      close (fd);
+      errno = saved;
+    }
+  return d;
+}
+
 static int
 rm_rf_at (int parent, const char *name, dev_t dev, int depth)
 {
@@ -222,15 +238,9 @@ rm_rf_at (int parent, const char *name, dev_t dev, int depth)
       errno = EXDEV; /* a mount point or absurd depth: refuse rather than cross */
       return -1;
     }
-  int fd = openat (parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  DIR *d = fdopendir (fd);
+  DIR *d = sbx_opendirat (parent, name);
   if (!d)
-    {
-      close (fd);
-      return -1;
-    }
+    return -1;
   int rc = 0;
   struct dirent *e;
   while ((e = readdir (d)))

@@ -67,15 +67,10 @@ static int
 remove_entries (int root, const char *dir, const char *suffix, const char *keep, int devices,
                 struct sbx_err *err)
 {
-  int fd = openat (root, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? 0 : sbx_err_sys (err, "rootfs: open '/%s'", dir);
-  DIR *d = fdopendir (fd);
+  DIR *d = sbx_opendirat (root, dir);
   if (!d)
-    {
-      close (fd);
-      return sbx_err_sys (err, "rootfs: fdopendir '/%s'", dir);
-    }
+    return errno == ENOENT ? 0 : sbx_err_sys (err, "rootfs: open '/%s'", dir);
+  int fd = dirfd (d);
   int r = 0;
   size_t sl = strlen (suffix);
   struct dirent *de;
@@ -138,20 +133,14 @@ du_at (int parent, const char *name, dev_t dev, int depth, uint64_t *bytes)
   *bytes += (uint64_t) st.st_blocks * 512;
   if (!S_ISDIR (st.st_mode) || st.st_dev != dev || depth > 256)
     return 0;
-  int fd = openat (parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  DIR *d = fdopendir (fd);
+  DIR *d = sbx_opendirat (parent, name);
   if (!d)
-    {
-      close (fd);
-      return -1;
-    }
+    return -1;
   int r = 0;
   struct dirent *de;
   while (r == 0 && (de = readdir (d)))
     if (strcmp (de->d_name, ".") != 0 && strcmp (de->d_name, "..") != 0)
-      r = du_at (fd, de->d_name, dev, depth + 1, bytes);
+      r = du_at (dirfd (d), de->d_name, dev, depth + 1, bytes);
   closedir (d);
   return r;
 }

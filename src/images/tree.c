@@ -85,15 +85,10 @@ img_list_names (int dirfd, char ***names, size_t *n)
 {
   *names = NULL;
   *n = 0;
-  int fd = openat (dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  DIR *d = fdopendir (fd);
+  /* A new fd for the stream (closedir closes it), not the caller's dirfd. */
+  DIR *d = sbx_opendirat (dirfd, ".");
   if (!d)
-    {
-      close (fd);
-      return -1;
-    }
+    return -1;
   size_t cap = 0;
   struct dirent *de;
   errno = 0;
