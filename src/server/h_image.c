@@ -8,14 +8,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static json_t *
-time_json (int64_t ms)
-{
-  char buf[32];
-  sbx_time_rfc3339 (ms, buf, sizeof buf);
-  return json_string (buf);
-}
-
 /* Bytes of an image's own layers (shared ones counted in each image that has them). */
 static uint64_t
 layers_bytes (struct srv *s, json_t *layers)
@@ -51,7 +43,7 @@ image_json (struct srv *s, const struct store_image *im)
   json_object_set_new (o, "layers", layers);
   json_object_set_new (o, "env", im->env_json ? json_loads (im->env_json, 0, NULL) : json_object ());
   json_object_set_new (o, "workdir", im->workdir ? json_string (im->workdir) : json_null ());
-  json_object_set_new (o, "created_at", time_json (im->created_at_ms));
+  json_object_set_new (o, "created_at", srv_time_json (im->created_at_ms));
   if (im->error)
     json_object_set_new (o, "error", json_string (im->error));
   return o;

@@ -241,14 +241,6 @@ inside_usage_json (uint64_t cpu_us, uint64_t max_rss_kb)
                     (json_int_t) max_rss_kb);
 }
 
-static json_t *
-time_json (int64_t ms)
-{
-  char buf[32];
-  sbx_time_rfc3339 (ms, buf, sizeof buf);
-  return json_string (buf);
-}
-
 json_t *
 inside_proc_json (const struct proto_msg *m)
 {
@@ -262,7 +254,7 @@ inside_proc_json (const struct proto_msg *m)
   json_object_set_new (o, "running", json_boolean (m->running));
   json_object_set_new (o, "pty", json_boolean (m->pty));
   json_object_set_new (o, "background", json_boolean (m->background));
-  json_object_set_new (o, "started_at", time_json ((int64_t) m->started_ms));
+  json_object_set_new (o, "started_at", srv_time_json ((int64_t) m->started_ms));
   json_object_set_new (o, "stdout_bytes", json_integer ((json_int_t) m->out_total));
   json_object_set_new (o, "stderr_bytes", json_integer ((json_int_t) m->err_total));
   json_object_set_new (o, "stdout_earliest", json_integer ((json_int_t) m->out_earliest));
@@ -313,7 +305,7 @@ inside_file_json (const struct proto_msg *m, const char *path)
   char mode[8];
   snprintf (mode, sizeof mode, "%04o", m->mode & 07777);
   json_object_set_new (o, "mode", json_string (mode));
-  json_object_set_new (o, "mtime", time_json ((int64_t) (m->mtime_ns / 1000000)));
+  json_object_set_new (o, "mtime", srv_time_json ((int64_t) (m->mtime_ns / 1000000)));
   json_object_set_new (o, "uid", json_integer (m->uid));
   json_object_set_new (o, "gid", json_integer (m->gid));
   if (m->target)

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static json_t *
-time_json (int64_t ms)
+json_t *
+srv_time_json (int64_t ms)
 {
   char buf[32];
   sbx_time_rfc3339 (ms, buf, sizeof buf);
@@ -22,8 +22,8 @@ srv_sandbox_json (const struct store_sandbox *rec)
   json_object_set_new (o, "sandbox_id", json_string (rec->id));
   json_object_set_new (o, "status", json_string (store_status_name (rec->status)));
   json_object_set_new (o, "image", json_string (rec->image));
-  json_object_set_new (o, "created_at", time_json (rec->created_at_ms));
-  json_object_set_new (o, "expires_at", time_json (rec->expires_at_ms));
+  json_object_set_new (o, "created_at", srv_time_json (rec->created_at_ms));
+  json_object_set_new (o, "expires_at", srv_time_json (rec->expires_at_ms));
   json_object_set_new (o, "timeout", json_integer (rec->timeout_s));
   json_object_set_new (o, "commands_executed", json_integer (rec->commands_executed));
   json_object_set_new (o, "resources",
@@ -31,7 +31,7 @@ srv_sandbox_json (const struct store_sandbox *rec)
                                   (json_int_t) rec->memory_mb));
   if (rec->status == STORE_TERMINATED)
     {
-      json_object_set_new (o, "terminated_at", time_json (rec->terminated_at_ms));
+      json_object_set_new (o, "terminated_at", srv_time_json (rec->terminated_at_ms));
       json_object_set_new (o, "reason", json_string (rec->reason));
     }
   return o;

@@ -443,6 +443,7 @@ int srv_money_recover (struct srv *s, struct sbx_err *err);
 /* The error for a sandbox that is not live: 404, 410 or 408 from the store record. */
 void srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r);
 json_t *srv_sandbox_json (const struct store_sandbox *rec);
+json_t *srv_time_json (int64_t ms); /* RFC 3339 UTC string */
 
 /* ---- HTTP (http.c) ---- */
 struct srv_http;
