@@ -44,7 +44,7 @@ open_path (struct srv *s, json_t *body, struct srv_agent *ag, const char **path,
 {
   char id[SBX_ID_MAX];
   int valid;
-  if (inside_sandbox_id (body, id, &valid, r) < 0
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0
       || inside_path (inside_field (body, "path"), "path", path, r) < 0)
     return -1;
   return inside_open (s, id, valid, ag, r);

@@ -138,18 +138,6 @@ inside_path (json_t *v, const char *name, const char **out, struct srv_reply *r)
 }
 
 int
-inside_sandbox_id (json_t *body, char id[SBX_ID_MAX], int *valid, struct srv_reply *r)
-{
-  struct sbx_err err = { 0 };
-  if (srv_parse_sandbox_id (body, id, valid, &err) < 0)
-    {
-      srv_reply_err (r, &err);
-      return -1;
-    }
-  return 0;
-}
-
-int
 inside_encoding (json_t *body, int *b64, struct srv_reply *r)
 {
   json_t *v = inside_field (body, "encoding");

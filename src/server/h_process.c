@@ -211,7 +211,7 @@ proc_target (json_t *body, struct srv *s, struct srv_agent *ag, uint32_t *proc_i
   char id[SBX_ID_MAX];
   int valid;
   int64_t pid;
-  if (inside_sandbox_id (body, id, &valid, r) < 0)
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0)
     return -1;
   if (!inside_field (body, "process_id"))
     return inside_bad (r, "process_id", "is required");
@@ -476,7 +476,7 @@ proc_list (struct srv *s, json_t *body, struct srv_reply *r)
   int valid;
   struct srv_agent ag = { .fd = -1 };
   json_t *arr = NULL;
-  if (inside_sandbox_id (body, id, &valid, r) < 0 || inside_open (s, id, valid, &ag, r) < 0)
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0 || inside_open (s, id, valid, &ag, r) < 0)
     goto done;
   if (inside_send (&ag, PROTO_PROC_LIST, 1, NULL, 0) < 0)
     {

@@ -236,12 +236,9 @@ srv_h_status (struct srv *s, json_t *body, struct srv_reply *r)
 {
   char id[SBX_ID_MAX];
   int valid;
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0)
+    return;
   struct sbx_err err = { 0 };
-  if (srv_parse_sandbox_id (body, id, &valid, &err) < 0)
-    {
-      srv_reply_err (r, &err);
-      return;
-    }
   struct store_sandbox rec;
   if (!valid || store_sandbox_get (s->store, id, &rec, &err) < 0)
     {
@@ -261,12 +258,8 @@ srv_h_terminate (struct srv *s, json_t *body, struct srv_reply *r)
 {
   char id[SBX_ID_MAX];
   int valid;
-  struct sbx_err err = { 0 };
-  if (srv_parse_sandbox_id (body, id, &valid, &err) < 0)
-    {
-      srv_reply_err (r, &err);
-      return;
-    }
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0)
+    return;
   struct srv_sandbox *sb = valid ? srv_sandbox_get (s, id) : NULL;
   int ended = sb ? srv_sandbox_end (sb, SBX_E_TERMINATED, "terminated by caller") : 0;
   srv_sandbox_put (sb);

@@ -109,12 +109,8 @@ static int
 sandbox_id_of (struct srv *s, json_t *body, char id[SBX_ID_MAX], struct srv_reply *r)
 {
   int valid;
-  struct sbx_err err = { 0 };
-  if (srv_parse_sandbox_id (body, id, &valid, &err) < 0)
-    {
-      srv_reply_err (r, &err);
-      return -1;
-    }
+  if (srv_parse_sandbox_id_reply (body, id, &valid, r) < 0)
+    return -1;
   if (!valid)
     {
       srv_reply_not_live (s, "", r);

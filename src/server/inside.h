@@ -63,8 +63,6 @@ int inside_bool (json_t *body, const char *name, int dflt, int *out, struct srv_
 /* A path: string, no NUL, absolute, no "." / ".." components, < 4096 bytes. */
 int inside_path (json_t *v, const char *name, const char **out, struct srv_reply *r);
 int inside_path_ok (const char *p);
-/* sandbox_id: *valid as srv_parse_sandbox_id. */
-int inside_sandbox_id (json_t *body, char id[SBX_ID_MAX], int *valid, struct srv_reply *r);
 /* "encoding": "utf-8" (default) or "base64": 1 for base64. */
 int inside_encoding (json_t *body, int *b64, struct srv_reply *r);
 /* Content of a request (string, decoded per encoding). *out malloc'd. */

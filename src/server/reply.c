@@ -1,6 +1,18 @@
 /* Error replies: {"error": {"code": "...", "message": "..."}} with the contract's statuses. */
 #include "server.h"
 
+int
+srv_parse_sandbox_id_reply (json_t *body, char id[SBX_ID_MAX], int *valid, struct srv_reply *r)
+{
+  struct sbx_err err = { 0 };
+  if (srv_parse_sandbox_id (body, id, valid, &err) < 0)
+    {
+      srv_reply_err (r, &err);
+      return -1;
+    }
+  return 0;
+}
+
 unsigned
 srv_code_status (int code)
 {

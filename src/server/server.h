@@ -234,6 +234,9 @@ void srv_reply_error (struct srv_reply *r, int code, const char *msg);
 void srv_reply_err (struct srv_reply *r, const struct sbx_err *err);
 void srv_reply_http (struct srv_reply *r, unsigned status, const char *code, const char *msg);
 unsigned srv_code_status (int code);
+/* srv_parse_sandbox_id, with its 400 in *r when it fails. */
+int srv_parse_sandbox_id_reply (json_t *body, char id[SBX_ID_MAX], int *valid,
+                                struct srv_reply *r);
 
 /* ---- the server and its sandboxes (supervisor.c) ---- */
 enum srv_sb_state {
