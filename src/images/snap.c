@@ -45,6 +45,48 @@ finish_layer (const char *state_dir, const char *tmp, const char *parent, struct
   return 0;
 }
 
+/* A layer being made: a new temp directory under layers/ (open) and the hash of what goes
+ * into it. */
+struct layer_tmp {
+  char path[PATH_MAX];
+  int fd;
+  struct img_hash h;
+};
+
+static int
+layer_tmp_open (const char *state_dir, struct layer_tmp *t, struct sbx_err *err)
+{
+  memset (t, 0, sizeof *t);
+  t->fd = -1;
+  if (img_layer_tmp (state_dir, t->path, err) < 0)
+    return -1;
+  t->fd = open (t->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (t->fd < 0 || img_hash_init (&t->h) < 0)
+    {
+      sbx_err_sys (err, "open '%s'", t->path);
+      if (t->fd >= 0)
+        close (t->fd);
+      img_hash_free (&t->h);
+      sbx_rm_rf (t->path);
+      return -1;
+    }
+  return 0;
+}
+
+/* filled == 0: the layer goes into place under its id (finish_layer); else, or when that
+ * fails, the temp directory goes. */
+static int
+layer_tmp_close (const char *state_dir, struct layer_tmp *t, int filled, const char *parent,
+                 char id[IMG_LAYER_ID_MAX], uint64_t *bytes, struct sbx_err *err)
+{
+  close (t->fd);
+  if (filled == 0 && finish_layer (state_dir, t->path, parent, &t->h, id, bytes, err) == 0)
+    return 0;
+  img_hash_free (&t->h);
+  sbx_rm_rf (t->path);
+  return -1;
+}
+
 int
 img_layer_from_upper (const char *state_dir, int scratch_fd, uint32_t uid_base,
                       const char *parent, char id[IMG_LAYER_ID_MAX], uint64_t *bytes,
@@ -58,30 +100,17 @@ img_layer_from_upper (const char *state_dir, int scratch_fd, uint32_t uid_base,
       = openat (scratch_fd, "upper", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (upper < 0)
     return sbx_err_sys (err, "open the sandbox's upper layer");
-  char tmp[PATH_MAX];
-  if (img_layer_tmp (state_dir, tmp, err) < 0)
-    return -1;
-  cleanup_close int dst = open (tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  struct img_hash h = { 0 };
-  if (dst < 0 || img_hash_init (&h) < 0)
-    {
-      sbx_err_sys (err, "open '%s'", tmp);
-      goto fail;
-    }
-  struct img_copy x = { .uid_base = uid_base, .hash = &h, .dst_root = dst };
-  int r = img_copy_xattrs (upper, dst, err);
+  struct layer_tmp t;
+  if (layer_tmp_open (state_dir, &t, err) < 0)
+    return sbx_err_wrap (err, "copy upper layer");
+  struct img_copy x = { .uid_base = uid_base, .hash = &t.h, .dst_root = t.fd };
+  int r = img_copy_xattrs (upper, t.fd, err);
   if (r == 0)
-    r = img_copy_tree (&x, upper, dst, "", err);
+    r = img_copy_tree (&x, upper, t.fd, "", err);
   img_copy_free (&x);
-  if (r < 0)
-    goto fail;
-  if (finish_layer (state_dir, tmp, parent, &h, id, bytes, err) < 0)
-    goto fail;
+  if (layer_tmp_close (state_dir, &t, r, parent, id, bytes, err) < 0)
+    return sbx_err_wrap (err, "copy upper layer");
   return 0;
-fail:
-  img_hash_free (&h);
-  sbx_rm_rf (tmp);
-  return sbx_err_wrap (err, "copy upper layer");
 }
 
 int
@@ -99,25 +128,13 @@ img_layer_flatten (const char *state_dir, const char *base, const char *const *i
         return -1;
       dirs[i] = paths[i];
     }
-  char tmp[PATH_MAX];
-  if (img_layer_tmp (state_dir, tmp, err) < 0)
-    return -1;
-  cleanup_close int dst = open (tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  struct img_hash h = { 0 };
-  if (dst < 0 || img_hash_init (&h) < 0)
-    {
-      sbx_err_sys (err, "open '%s'", tmp);
-      goto fail;
-    }
-  if (img_flatten_into (dirs, n, dst, &h, err) < 0)
-    goto fail;
-  if (finish_layer (state_dir, tmp, base, &h, id, bytes, err) < 0)
-    goto fail;
+  struct layer_tmp t;
+  if (layer_tmp_open (state_dir, &t, err) < 0)
+    return sbx_err_wrap (err, "flatten %zu layers", n);
+  int r = img_flatten_into (dirs, n, t.fd, &t.h, err);
+  if (layer_tmp_close (state_dir, &t, r, base, id, bytes, err) < 0)
+    return sbx_err_wrap (err, "flatten %zu layers", n);
   return 0;
-fail:
-  img_hash_free (&h);
-  sbx_rm_rf (tmp);
-  return sbx_err_wrap (err, "flatten %zu layers", n);
 }
 
 int
