@@ -163,17 +163,17 @@ def finish(daemon):
     assert running == [], f"rows still marked running: {running}"
 
 
-@pytest.fixture(scope="session")
-def sbxd(python_image):
-    """One sbxd for the whole API suite."""
+def one_sbxd():
+    """The body of a fixture of one sbxd with a state dir of its own (`yield from`); finished
+    (leftovers checked) when the fixture ends."""
     d = Sbxd(make_state_dir()).start()
     yield d
     finish(d)
 
 
-@pytest.fixture
-def own_sbxd(python_image):
-    """A private sbxd for tests that restart or kill it, or change its limits."""
+def sbxd_factory(end=finish):
+    """The body of a fixture (`yield from`) that yields start(*args): each call starts a
+    private sbxd with these arguments; each is ended by end when the fixture ends."""
     daemons = []
 
     def start(*args):
@@ -183,4 +183,16 @@ def own_sbxd(python_image):
 
     yield start
     for d in daemons:
-        finish(d)
+        end(d)
+
+
+@pytest.fixture(scope="session")
+def sbxd(python_image):
+    """One sbxd for the whole API suite."""
+    yield from one_sbxd()
+
+
+@pytest.fixture
+def own_sbxd(python_image):
+    """A private sbxd for tests that restart or kill it, or change its limits."""
+    yield from sbxd_factory()

@@ -2,14 +2,12 @@
 module set, built like the API suite's (tests/integration/api/conftest.py)."""
 import pytest
 
-from api.conftest import Sbxd, finish, make_state_dir
+from api.conftest import one_sbxd
 
 
 @pytest.fixture(scope="session")
 def sbxd(python_image):
-    d = Sbxd(make_state_dir()).start()
-    yield d
-    finish(d)
+    yield from one_sbxd()
 
 
 @pytest.fixture

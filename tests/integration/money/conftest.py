@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import BUILD, ROOT  # the parent (tests/integration) conftest
-from api.conftest import Sbxd, finish, make_state_dir
+from api.conftest import finish, sbxd_factory
 
 SBX_ADMIN = BUILD / "sbx-admin"
 PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -218,13 +218,4 @@ def facilitator():
 @pytest.fixture
 def money_sbxd(python_image):
     """Start sbxd with the given money flags; torn down with finish_auth."""
-    daemons = []
-
-    def start(*args):
-        d = Sbxd(make_state_dir(), args).start()
-        daemons.append(d)
-        return d
-
-    yield start
-    for d in daemons:
-        finish_auth(d)
+    yield from sbxd_factory(finish_auth)

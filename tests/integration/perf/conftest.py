@@ -8,7 +8,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from api.conftest import Sbxd, finish, leftovers, make_state_dir, wait_clean  # noqa: E402,F401
+from api.conftest import leftovers, sbxd_factory, wait_clean  # noqa: E402,F401
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -67,13 +67,4 @@ def pool_ids(d):
 def psbxd(python_image):
     """Start private sbxd daemons with the given arguments; each is checked for leftovers
     (its own sandboxes and every pool member it ever had) when the test ends."""
-    daemons = []
-
-    def start(*args):
-        d = Sbxd(make_state_dir(), args).start()
-        daemons.append(d)
-        return d
-
-    yield start
-    for d in daemons:
-        finish(d)
+    yield from sbxd_factory()
