@@ -262,6 +262,7 @@ struct spawn_io {
 };
 int agent_spawn (const struct agent *a, const struct proto_exec_req *req, struct spawn_io *io,
                  struct sbx_err *err);
+void agent_warm_exec_paths (void);
 
 /* reap.c */
 void agent_reap (struct agent *a);

@@ -249,6 +249,7 @@ setup (struct agent *a)
   a->sig = (struct watch){ .kind = W_SIGNAL, .fd = sfd, .owner = a };
   if (agent_watch_set (a, &a->listen, EPOLLIN) < 0 || agent_watch_set (a, &a->sig, EPOLLIN) < 0)
     return die ("epoll_ctl");
+  agent_warm_exec_paths ();
   return 0;
 }
 
