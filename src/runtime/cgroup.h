@@ -17,6 +17,10 @@ struct rt_cgroup_stats {
 
 struct rt_cgroup_ops {
   const char *name; /* "v1" or "v2" */
+  /* 1 (v2): a sandbox is cloned straight into its cgroup, so the cgroup is made before
+   * clone3. 0 (v1): made and attached after clone3, while the child sets up its mounts
+   * (spawn.c). */
+  int clone_into;
   /* mkdir the sandbox's cgroup(s) and write the limits. */
   int (*create) (struct rt_cgroup *cg, const struct rt_limits *l, struct sbx_err *err);
   /* v2: an O_DIRECTORY fd for clone3(CLONE_INTO_CGROUP), owned by cg (do not close; it

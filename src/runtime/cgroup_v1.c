@@ -321,6 +321,7 @@ v1_stats (struct rt_cgroup *cg, struct rt_cgroup_stats *st)
 
 const struct rt_cgroup_ops rt_cgroup_v1_ops = {
   .name = "v1",
+  .clone_into = 0,
   .create = v1_create,
   .clone_fd = v1_clone_fd,
   .attach = v1_attach,

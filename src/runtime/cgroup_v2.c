@@ -236,6 +236,7 @@ v2_stats (struct rt_cgroup *cg, struct rt_cgroup_stats *st)
 
 const struct rt_cgroup_ops rt_cgroup_v2_ops = {
   .name = "v2",
+  .clone_into = 1,
   .create = v2_create,
   .clone_fd = v2_clone_fd,
   .attach = v2_attach,

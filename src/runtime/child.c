@@ -127,11 +127,24 @@ stage_wait_parent (const struct rt_child *c, int *fds)
     FAIL (RT_STAGE_WAIT_PARENT, "chdir run dir");
 }
 
-/* After the parent put us into our cgroup (v1 attach, v2 CLONE_INTO_CGROUP), so that
- * cgroup becomes the namespace root and /proc/self/cgroup shows "/". */
+/* Once we are in our cgroup (v2: born there by CLONE_INTO_CGROUP; v1: the parent sends a
+ * record after it attached us, see spawn.c), so that cgroup becomes the namespace root
+ * and /proc/self/cgroup shows "/". */
 static void
 stage_cgroup_ns (const struct rt_child *c)
 {
+  if (c->wait_cgroup)
+    {
+      struct rt_sync_msg m;
+      ssize_t n;
+      do
+        n = recv (c->sync_fd, &m, sizeof m, 0);
+      while (n < 0 && errno == EINTR);
+      if (n < 0)
+        FAIL (RT_STAGE_CGROUP_NS, "recv cgroup record");
+      if (n != (ssize_t) sizeof m || m.kind != RT_SYNC_GO || m.stage != RT_STAGE_CGROUP_ATTACH)
+        _exit (127); /* the parent is gone or gave up: nobody to report to */
+    }
   if (unshare (CLONE_NEWCGROUP) < 0)
     FAIL (RT_STAGE_CGROUP_NS, "unshare(CLONE_NEWCGROUP)");
 }
@@ -319,7 +332,6 @@ rt_child_main (const struct rt_child *c)
   int mfds[RT_MOUNT_FDS_MAX];
   stage_wait_parent (c, mfds);
   rt_child_progress (c, RT_STAGE_WAIT_PARENT);
-  stage_cgroup_ns (c);
   stage_mount_private (c);
   stage_scratch (c);
   stage_set_ids (c);
@@ -336,6 +348,7 @@ rt_child_main (const struct rt_child *c)
   stage_hostname (c);
   stage_loopback (c);
   stage_stdio (c);
+  stage_cgroup_ns (c);
   stage_caps (c);
   stage_no_new_privs (c);
   stage_dumpable (c);

@@ -30,7 +30,6 @@ enum rt_stage {
   RT_STAGE_RELEASE,       /* send the go record + mount fd */
   /* child */
   RT_STAGE_WAIT_PARENT,   /* signals reset, pdeathsig, wait for go */
-  RT_STAGE_CGROUP_NS,     /* unshare(CLONE_NEWCGROUP) */
   RT_STAGE_MOUNT_PRIVATE, /* / recursively private */
   RT_STAGE_SCRATCH,       /* size-bounded tmpfs on <run_dir>/root */
   RT_STAGE_SET_IDS,       /* setresgid/setresuid 0, setgroups(0) */
@@ -45,6 +44,7 @@ enum rt_stage {
   RT_STAGE_HOSTNAME,
   RT_STAGE_LOOPBACK,      /* lo up in the new netns */
   RT_STAGE_STDIO,         /* fds 0-2 from the sandbox's /dev/null */
+  RT_STAGE_CGROUP_NS,     /* v1: wait until attached; unshare(CLONE_NEWCGROUP) */
   RT_STAGE_CAPS,          /* bounding set, ambient, capset all zero */
   RT_STAGE_NO_NEW_PRIVS,
   RT_STAGE_DUMPABLE,
@@ -79,6 +79,7 @@ struct rt_child {
   int die_with_parent;
   int inherit_stderr;
   const char *run_dir;   /* absolute; the child chdirs here while still host root */
+  int wait_cgroup;       /* v1: the parent attaches us late and then sends a record */
   char scratch_opts[160]; /* tmpfs options for the scratch space */
   char hostname[65];
   char overlay_opts[512]; /* "lowerdir=lower/0:lower/1...,upperdir=upper,..." */

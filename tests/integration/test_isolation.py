@@ -50,6 +50,50 @@ def test_root_inside_is_unprivileged_on_host_and_unique():
     assert all(p.returncode == 0 for p in procs)
 
 
+def host_pid1(runner):
+    """The host pid of the sandbox's PID 1: the one child of an `sbx run` process."""
+    children = []
+    for task in os.listdir(f"/proc/{runner.pid}/task"):
+        with open(f"/proc/{runner.pid}/task/{task}/children") as f:
+            children += f.read().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_pid1_and_commands_run_in_the_sandbox_cgroups():
+    # On v1 the cgroups are made and PID 1 attached while it mounts its filesystems
+    # (spawn.c): it must still be inside them, under the limits, before anything runs,
+    # and unshare its cgroup namespace only then, so that it sees its cgroup as "/".
+    holder = subprocess.Popen(
+        [str(SBX), "run", "-q", "--memory", "300", "--pids", "77", "--", "/bin/sh", "-c",
+         "cat /proc/1/cgroup /proc/self/cgroup; echo ready; exec sleep 20"],
+        stdout=subprocess.PIPE, env=sbx_env(), text=True)
+    try:
+        inside = []
+        for line in holder.stdout:
+            if line.strip() == "ready":
+                break
+            inside.append(line.strip())
+        views = [l.split(":", 2) for l in inside]
+        assert views and all(path == "/" for _, ctrl, path in views if ctrl), inside
+        host = {}
+        with open(f"/proc/{host_pid1(holder)}/cgroup") as f:
+            for _, ctrls, path in (l.strip().split(":", 2) for l in f):
+                host.update({c: path for c in ctrls.split(",")})
+        if os.path.isdir("/sys/fs/cgroup/memory"):  # v1: one hierarchy per controller
+            for ctrl in ("cpu", "cpuacct", "memory", "pids", "freezer"):
+                assert re.fullmatch(r"/sbx/sb_[0-9a-f]+", host.get(ctrl, "")), (ctrl, host)
+            for ctrl, limit_file, want in (("memory", "memory.limit_in_bytes", 300 << 20),
+                                           ("pids", "pids.max", 77)):
+                with open(f"/sys/fs/cgroup/{ctrl}{host[ctrl]}/{limit_file}") as f:
+                    assert int(f.read()) == want, ctrl
+        else:
+            assert re.fullmatch(r"/sbx/sb_[0-9a-f]+", host[""]), host
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
+
+
 def test_no_capabilities_no_new_privs_seccomp():
     r, kv = probe("ids")
     for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
