@@ -40,6 +40,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -383,6 +384,31 @@ attach_late (struct rt_sandbox *sb, const struct rt_spec *spec, int sync_fd,
   return 0;
 }
 
+/* Untrusted code must not inherit a privileged scheduling policy of ours: a real-time
+ * one could starve the host (and on v1 a real-time task cannot even join the sandbox's cpu
+ * cgroup, which has no real-time budget: EINVAL), a negative nice value would put it ahead
+ * of the host's work. SCHED_RESET_ON_FORK makes our children start as SCHED_OTHER with
+ * nice >= 0; we keep our own policy. A positive nice value (the operator's choice of a
+ * lower priority) is inherited as before. Per thread: checked at every spawn. */
+static int
+reset_sched_on_fork (struct sbx_err *err)
+{
+  int policy = sched_getscheduler (0);
+  if (policy < 0 || (policy & SCHED_RESET_ON_FORK))
+    return 0;
+  errno = 0;
+  int nice = getpriority (PRIO_PROCESS, 0);
+  if ((policy == SCHED_OTHER || policy == SCHED_BATCH || policy == SCHED_IDLE)
+      && !(nice < 0 && errno == 0))
+    return 0;
+  struct sched_param sp;
+  if (sched_getparam (0, &sp) < 0 || sched_setscheduler (0, policy | SCHED_RESET_ON_FORK, &sp) < 0)
+    return stage_err (err, RT_STAGE_CLONE, errno,
+                      "set SCHED_RESET_ON_FORK (sbx runs with a real-time policy or a negative "
+                      "nice value, which the sandbox must not inherit)");
+  return 0;
+}
+
 static int
 spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
 {
@@ -458,6 +484,8 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
     .exit_signal = SIGCHLD,
     .cgroup = cgfd >= 0 ? (uint64_t) cgfd : 0,
   };
+  if (reset_sched_on_fork (err) < 0)
+    return -1;
   /* No handler of sbxd may run in the child before it resets them. */
   sigset_t all, old;
   sigfillset (&all);

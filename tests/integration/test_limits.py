@@ -1,6 +1,9 @@
 """Resource limits hold, measured from inside real sandboxes (issue 2)."""
+import subprocess
+
 import pytest
 
+from conftest import SBX, sbx_env
 from sandbox_util import probe, sbx_run
 
 pytestmark = pytest.mark.usefixtures("python_image")
@@ -68,3 +71,26 @@ def test_lifetime_timeout_kills_command():
     r = sbx_run(["sleep", "60"], opts=["--timeout", "2"], timeout=60)
     assert r.returncode == 124, (r.returncode, r.stderr)
     assert b"timed out" in r.stderr
+
+
+def sched_inside(prefix):
+    """(policy, nice) of a command in a sandbox started by `PREFIX sbx run`."""
+    r = subprocess.run([*prefix, str(SBX), "run", "-q", "--", "cat", "/proc/self/stat"],
+                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    fields = r.stdout.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is fields[0]
+    return int(fields[38]), int(fields[16])  # policy (field 41), nice (field 19)
+
+
+@pytest.mark.parametrize("prefix", [["chrt", "-f", "10"], ["chrt", "-r", "5"],
+                                    ["nice", "-n", "-5"]])
+def test_privileged_scheduling_is_not_inherited(prefix):
+    # A real-time policy would let sandboxed code starve the host (and on cgroup v1 the
+    # sandbox could not even join its cpu cgroup); a negative nice value would rank it
+    # above the host's work.
+    assert sched_inside(prefix) == (0, 0)  # SCHED_OTHER, nice 0
+
+
+def test_positive_nice_is_inherited():
+    # The operator's choice of a lower priority for the sandboxes stays.
+    assert sched_inside(["nice", "-n", "7"]) == (0, 7)
