@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -114,6 +115,10 @@ stage_wait_parent (const struct rt_child *c, int *fds)
   close_inherited (c); /* this closes the parent's end of the sync pair too, so the
                           parent's death reads as EOF below */
   reset_signals (c);
+  /* An sbxd started under `setarch -R` (or with READ_IMPLIES_EXEC) would pass that on:
+   * no address randomization, or executable data, for everything in the sandbox. */
+  if (personality (PER_LINUX) < 0)
+    FAIL (RT_STAGE_WAIT_PARENT, "personality(PER_LINUX)");
   if (c->die_with_parent && prctl (PR_SET_PDEATHSIG, SIGKILL) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "prctl(PR_SET_PDEATHSIG)");
   /* getppid() is 0 in a new pid namespace, so the usual "did the parent already die"

@@ -94,3 +94,13 @@ def test_privileged_scheduling_is_not_inherited(prefix):
 def test_positive_nice_is_inherited():
     # The operator's choice of a lower priority for the sandboxes stays.
     assert sched_inside(["nice", "-n", "7"]) == (0, 7)
+
+
+def test_personality_is_reset():
+    # `setarch -R` turns address randomization off for sbx and what it starts; the
+    # sandbox must get the default personality back.
+    r = subprocess.run(["setarch", "-R", str(SBX), "run", "-q", "--", "cat",
+                        "/proc/self/personality"],
+                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout, 16) == 0, r.stdout
