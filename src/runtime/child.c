@@ -20,6 +20,7 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -119,6 +120,9 @@ stage_wait_parent (const struct rt_child *c, int *fds)
    * no address randomization, or executable data, for everything in the sandbox. */
   if (personality (PER_LINUX) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "personality(PER_LINUX)");
+  /* Nor its umask: under 077 the sandbox's / and /dev were made 0700 (unusable to any
+   * user but root inside) and every command's files private. */
+  umask (022);
   if (c->die_with_parent && prctl (PR_SET_PDEATHSIG, SIGKILL) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "prctl(PR_SET_PDEATHSIG)");
   /* getppid() is 0 in a new pid namespace, so the usual "did the parent already die"
