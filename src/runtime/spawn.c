@@ -262,9 +262,15 @@ write_id_maps (pid_t pid, uint32_t base, struct sbx_err *err)
 static int
 set_rlimits (pid_t pid, const struct rt_limits *l, struct sbx_err *err)
 {
-  struct rlimit core = { 0, 0 };
-  if (prlimit (pid, RLIMIT_CORE, &core, NULL) < 0)
-    return stage_err (err, RT_STAGE_RLIMITS, errno, "RLIMIT_CORE");
+  /* No core dumps; no real-time priority and no nice value below 0 for the sandbox's
+   * code, whatever limits sbxd was given (see reset_sched_on_fork). */
+  static const int zeroed[] = { RLIMIT_CORE, RLIMIT_RTPRIO, RLIMIT_NICE };
+  for (size_t i = 0; i < sizeof zeroed / sizeof zeroed[0]; i++)
+    {
+      struct rlimit zero = { 0, 0 };
+      if (prlimit (pid, zeroed[i], &zero, NULL) < 0)
+        return stage_err (err, RT_STAGE_RLIMITS, errno, "zero rlimit %d", zeroed[i]);
+    }
   if (l->nofile)
     {
       struct rlimit nf = { l->nofile, l->nofile };

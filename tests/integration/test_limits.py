@@ -104,3 +104,28 @@ def test_personality_is_reset():
                        capture_output=True, text=True, env=sbx_env(), timeout=120)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout, 16) == 0, r.stdout
+
+
+def test_umask_of_the_caller_is_not_inherited():
+    # Under umask 077 the sandbox's / and /dev came out 0700: unusable to any user but
+    # root inside.
+    r = subprocess.run(["sh", "-c", f"umask 077; exec {SBX} run -q -- sh -c "
+                        "'stat -c %a / /dev /tmp; grep Umask /proc/self/status'"],
+                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["755", "755", "1777", "Umask:", "0022"], r.stdout
+
+
+def test_realtime_and_nice_rlimits_are_zero():
+    # Limits given to sbx (e.g. systemd's LimitRTPRIO= for sbxd) must not let sandboxed
+    # code raise its own scheduling priority.
+    r = subprocess.run(["prlimit", "--rtprio=50", "--nice=30", str(SBX), "run", "-q", "--",
+                        "cat", "/proc/self/limits"],
+                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    if "Operation not permitted" in r.stderr and "prlimit:" in r.stderr:
+        pytest.skip("raising RLIMIT_RTPRIO/RLIMIT_NICE needs CAP_SYS_RESOURCE, which this "
+                    "host's root lacks")
+    assert r.returncode == 0, r.stderr
+    lines = {l[:26].strip(): l[26:].split()[:2] for l in r.stdout.splitlines()}
+    assert lines["Max realtime priority"] == ["0", "0"], r.stdout
+    assert lines["Max nice priority"] == ["0", "0"], r.stdout
