@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/ioprio.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
@@ -123,6 +124,12 @@ stage_wait_parent (const struct rt_child *c, int *fds)
   /* Nor its umask: under 077 the sandbox's / and /dev were made 0700 (unusable to any
    * user but root inside) and every command's files private. */
   umask (022);
+  /* Nor a real-time I/O class (ionice -c1), with which the sandbox could starve the host's
+   * disk I/O. Idle and best-effort classes, an operator's choice, stay. */
+  long ioprio = syscall (SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
+  if (ioprio >= 0 && IOPRIO_PRIO_CLASS (ioprio) == IOPRIO_CLASS_RT
+      && syscall (SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, 0) < 0)
+    FAIL (RT_STAGE_WAIT_PARENT, "ioprio_set(IOPRIO_CLASS_NONE)");
   if (c->die_with_parent && prctl (PR_SET_PDEATHSIG, SIGKILL) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "prctl(PR_SET_PDEATHSIG)");
   /* getppid() is 0 in a new pid namespace, so the usual "did the parent already die"

@@ -129,3 +129,13 @@ def test_realtime_and_nice_rlimits_are_zero():
     lines = {l[:26].strip(): l[26:].split()[:2] for l in r.stdout.splitlines()}
     assert lines["Max realtime priority"] == ["0", "0"], r.stdout
     assert lines["Max nice priority"] == ["0", "0"], r.stdout
+
+
+@pytest.mark.parametrize("cls, want", [("1", "none: prio 0"), ("3", "idle")])
+def test_realtime_io_class_is_not_inherited(cls, want):
+    # ionice -c1 (real-time I/O) for sbx must not let the sandbox starve the host's disk;
+    # -c3 (idle), an operator's choice of lower priority, stays.
+    r = subprocess.run(["ionice", "-c", cls, str(SBX), "run", "-q", "--", "ionice"],
+                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == want, r.stdout
