@@ -3,7 +3,8 @@
  * Started by the runtime with argv {"sbx-init"} and:
  *   fd 3  a bound, listening AF_UNIX stream socket (the host made it): we accept on it
  *   fd 4  a lock file reserving the sandbox's uid range: kept open, never touched
- * fds 0-2 may be closed or /dev/null. No capabilities, seccomp, no_new_privs.
+ * fds 0-2 may be closed or /dev/null. No capabilities, seccomp, no_new_privs. We make
+ * ourselves non-dumpable first thing (exec made us dumpable again).
  *
  * One epoll loop, no threads, no polling: the socket, connections, the pipes and ptys of
  * the process table, timerfds (exec timeouts, pty hang-up waits, wait/read deadlines),
@@ -182,6 +183,12 @@ die (const char *what)
 static int
 setup (struct agent *a)
 {
+  /* Not dumpable, before any command exists. The runtime cleared the flag before exec,
+   * but execve sets it again for a readable program, and a dumpable PID 1 running as the
+   * sandbox's root is open to every command: /proc/1/mem (written without ptrace),
+   * /proc/1/fd/4 and /proc/1/exe, maps and environ (host paths). Fail closed. */
+  if (prctl (PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl (PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
+    return die ("PR_SET_DUMPABLE");
   /* Nothing but 0-4 is ours to have: drop whatever else the launcher leaked. */
   syscall (SYS_close_range, LOCK_FD + 1, ~0U, 0);
   /* 3 and 4 first: an open() below must not land on them if they were missing. */

@@ -397,13 +397,55 @@ cmd_spin (int threads, double secs)
   return 0;
 }
 
+/* What a command can reach of PID 1 (sbx-init) through /proc without ptrace: its memory
+ * (writable through /proc/1/mem if it is dumpable), its fds (fd 4 is a host file), its
+ * exe, maps and environ (host paths). Prints "<what> ok|<strerror>". */
+static int
+cmd_pid1 (void)
+{
+  static const struct
+  {
+    const char *name, *path;
+    int flags;
+  } opens[] = {
+    { "pid1_mem_rw", "/proc/1/mem", O_RDWR }, { "pid1_mem_ro", "/proc/1/mem", O_RDONLY },
+    { "pid1_fd4", "/proc/1/fd/4", O_RDONLY }, { "pid1_maps", "/proc/1/maps", O_RDONLY },
+    { "pid1_environ", "/proc/1/environ", O_RDONLY },
+  };
+  for (size_t i = 0; i < sizeof opens / sizeof opens[0]; i++)
+    {
+      int fd = open (opens[i].path, opens[i].flags | O_CLOEXEC);
+      int e = errno;
+      /* maps and environ open for anyone; the ptrace check comes at read */
+      if (fd >= 0 && strcmp (opens[i].name, "pid1_mem_rw") && strcmp (opens[i].name, "pid1_fd4"))
+        {
+          char b[64];
+          ssize_t n = read (fd, b, sizeof b);
+          e = errno;
+          close (fd);
+          fd = n > 0 ? 0 : -1;
+        }
+      else if (fd >= 0)
+        close (fd);
+      result (opens[i].name, fd, e);
+    }
+  char buf[256];
+  ssize_t n = readlink ("/proc/1/exe", buf, sizeof buf);
+  int e = errno;
+  result ("pid1_exe", n, e);
+  n = readlink ("/proc/1/fd/4", buf, sizeof buf);
+  e = errno;
+  result ("pid1_fd4_link", n, e);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
   if (argc < 2)
     {
       fprintf (stderr, "usage: sbx-probe ids|syscalls|int80|procs|fds|dev|access P...|memhog MiB|"
-                       "forkbomb N|fill PATH|inodes DIR|spin THREADS SECS\n");
+                       "forkbomb N|fill PATH|inodes DIR|spin THREADS SECS|pid1\n");
       return 2;
     }
   const char *c = argv[1];
@@ -417,6 +459,8 @@ main (int argc, char **argv)
     return cmd_procs ();
   if (!strcmp (c, "fds"))
     return cmd_fds ();
+  if (!strcmp (c, "pid1"))
+    return cmd_pid1 ();
   if (!strcmp (c, "dev"))
     return list_dir ("dev", "/dev");
   if (!strcmp (c, "access"))
