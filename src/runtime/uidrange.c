@@ -45,8 +45,10 @@ read_owner (int fd, char *id, size_t cap)
   return n;
 }
 
+/* fd is read-only (see rt_uid_slot_try); the content fallback opens the file for writing
+ * just for the record (closing that other open file description keeps our flock). */
 static int
-write_owner (int fd, const char *id)
+write_owner (int fd, int dir_fd, const char *name, const char *id)
 {
   size_t len = strnlen (id, SBX_ID_MAX);
   if (fsetxattr (fd, SLOT_XATTR, id, len, 0) == 0)
@@ -57,7 +59,10 @@ write_owner (int fd, const char *id)
   char line[SBX_ID_MAX + 1];
   memset (line, '\n', sizeof line);
   memcpy (line, id, len);
-  return pwrite (fd, line, sizeof line, 0) == (ssize_t) sizeof line ? 0 : -1;
+  cleanup_close int wfd = openat (dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (wfd < 0)
+    return -1;
+  return pwrite (wfd, line, sizeof line, 0) == (ssize_t) sizeof line ? 0 : -1;
 }
 
 /* 1 if the sandbox that last held the slot (named in the lock file) has a task left. */
@@ -83,7 +88,9 @@ rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id,
 {
   char name[32];
   snprintf (name, sizeof name, "%u.lock", slot);
-  cleanup_close int fd = openat (dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  /* Read-only: the lock fd ends up as sbx-init's fd 4, inside the sandbox, and a host
+   * file must not be writable from there (flock and the xattr need no write access). */
+  cleanup_close int fd = openat (dir_fd, name, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     return sbx_err_sys (err, "open uid slot lock '%s'", name);
   if (flock (fd, LOCK_EX | LOCK_NB) < 0)
@@ -95,7 +102,7 @@ rt_uid_slot_try (int dir_fd, uint32_t slot, const char *cg_root, const char *id,
   if (previous_still_running (fd, cg_root))
     return 0; /* its sandbox is being torn down; closing fd drops our lock */
   /* Ours now: name the sandbox for the claimers after it (see above). */
-  if (write_owner (fd, id) < 0)
+  if (write_owner (fd, dir_fd, name, id) < 0)
     return sbx_err_sys (err, "write uid slot lock '%s'", name);
   *lock_fd = sbx_steal_fd (&fd);
   return 1;

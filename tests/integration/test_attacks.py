@@ -1,8 +1,14 @@
 """Escape attempts from inside real sandboxes: code running as the sandbox's root that
 goes after PID 1 (sbx-init), the host and the other sandboxes."""
+import os
+import signal
+import subprocess
+
 import pytest
 
+from conftest import SBX, sbx_env
 from sandbox_util import probe
+from test_isolation import host_pid1
 
 pytestmark = pytest.mark.usefixtures("python_image")
 
@@ -18,3 +24,22 @@ def test_pid1_is_not_reachable_through_proc():
     for key in ("pid1_mem_rw", "pid1_mem_ro", "pid1_fd4", "pid1_maps", "pid1_environ",
                 "pid1_exe", "pid1_fd4_link"):
         assert kv[key] == ["Permission denied"], (key, r.stdout)
+
+
+def test_pid1_holds_the_host_lock_file_read_only():
+    # sbx-init's fd 4 is the uid slot's lock file in /run/sbx/uids, on the host. Should a
+    # command ever run code as PID 1, a writable fd 4 would let it fill the host's disk
+    # outside every bound of the sandbox; flock and the owner xattr need no write access.
+    holder = subprocess.Popen(
+        [str(SBX), "run", "-q", "--", "/bin/sh", "-c", "echo ready; exec sleep 20"],
+        stdout=subprocess.PIPE, env=sbx_env(), text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        pid1 = host_pid1(holder)
+        assert os.readlink(f"/proc/{pid1}/fd/4").startswith("/run/sbx/uids/")
+        with open(f"/proc/{pid1}/fdinfo/4") as f:
+            flags = int(next(l for l in f if l.startswith("flags:")).split()[1], 8)
+        assert flags & os.O_ACCMODE == os.O_RDONLY, oct(flags)
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
