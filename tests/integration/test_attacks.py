@@ -43,3 +43,13 @@ def test_pid1_holds_the_host_lock_file_read_only():
     finally:
         holder.send_signal(signal.SIGTERM)
         holder.wait(timeout=30)
+
+
+def test_native_aio_contexts_are_refused():
+    # io_setup draws on fs.aio-max-nr, one pool for the whole host that no cgroup bounds:
+    # a sandbox that took it all (one call of 60,000 events did) left the host and every
+    # other sandbox with EAGAIN. It answers ENOSYS, as a kernel without AIO would.
+    r, kv = probe("syscalls")
+    assert r.returncode == 0, r.stderr
+    assert kv["io_setup"] == ["Function not implemented"], r.stdout
+    assert kv["getpid"] == ["ok"]

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/filter.h>
 #include <pthread.h>
 #include <sched.h>
@@ -80,6 +81,8 @@ cmd_syscalls (void)
   TRY ("socket_alg", socket (AF_ALG, SOCK_SEQPACKET, 0));
   TRY ("socket_unix", socket (AF_UNIX, SOCK_STREAM, 0));
   TRY ("socket_inet", socket (AF_INET, SOCK_STREAM, 0));
+  aio_context_t aio = 0; /* if allowed: one event, freed at exit */
+  TRY ("io_setup", syscall (SYS_io_setup, 1, &aio));
   /* A harmless allowed call, as a control. */
   TRY ("getpid", syscall (SYS_getpid));
   return 0;

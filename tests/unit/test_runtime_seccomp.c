@@ -111,6 +111,7 @@ probe (void)
   CHECK (refused (syscall (SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0), EPERM));
   CHECK (refused (syscall (SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0), EPERM));
   CHECK (refused (syscall (SYS_clone3, NULL, 0), ENOSYS));
+  CHECK (refused (syscall (SYS_io_setup, 1, NULL), ENOSYS));
   CHECK (refused (syscall (SYS_bpf, 0, NULL, 0), EPERM));
   CHECK (refused (syscall (SYS_keyctl, 0, 0, 0, 0, 0), EPERM));
   CHECK (refused (syscall (SYS_add_key, NULL, NULL, NULL, 0, 0), EPERM));
