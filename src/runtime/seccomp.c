@@ -15,7 +15,7 @@
  * fanotify_*, quotactl, sethostname, syslog, settimeofday and other clock setters.
  * io_setup gets ENOSYS (native AIO draws on a host-wide pool no cgroup bounds).
  * Sockets: AF_UNIX, AF_INET, AF_INET6, AF_NETLINK only (others EAFNOSUPPORT).
- * ioctl: TIOCSTI and TIOCLINUX refused. Only the native x86_64 ABI: other architectures
+ * ioctl: TIOCSTI, TIOCLINUX and TIOCSETD (line disciplines, often modules) refused. Only the native x86_64 ABI: other architectures
  * kill the process (bad-arch action) and x32 numbers (__X32_SYSCALL_BIT) are rejected by
  * the check libseccomp emits for an x86_64-only filter (a unit test looks for it). */
 #include "internal.h"
@@ -177,7 +177,7 @@ build_allow_list (struct sink *ctx, struct sbx_err *err)
         return -1;
     }
 
-  /* ioctl is allowed here; the guard filter refuses TIOCSTI and TIOCLINUX. (libseccomp
+  /* ioctl is allowed here; the guard filter refuses TIOCSTI, TIOCLINUX and TIOCSETD. (libseccomp
    * lets an unconditional allow win over a conditional refusal in the same filter, and
    * refuses a rule whose action equals the default, so the refusal lives in its own
    * default-allow filter; the kernel applies the stricter verdict of the two.) */
@@ -200,7 +200,11 @@ build_ioctl_guard (struct sink *ctx, struct sbx_err *err)
 {
   /* The kernel reads the ioctl cmd as 32 bits: compare only those, so high garbage bits
    * cannot slip TIOCSTI past the filter. */
-  static const unsigned long refused[] = { TIOCSTI, TIOCLINUX };
+  /* TIOCSETD: a line discipline other than the default is a driver most hosts build as
+   * a module, and the kernel loads it for anyone who asks (dev.tty.ldisc_autoload is 1
+   * by default): n_hdlc and n_gsm both had exploitable use-after-frees. A sandbox's ptys
+   * need n_tty only. */
+  static const unsigned long refused[] = { TIOCSTI, TIOCLINUX, TIOCSETD };
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
     {
       struct scmp_arg_cmp c = SCMP_A1 (SCMP_CMP_MASKED_EQ, 0xffffffffu, refused[i]);

@@ -53,3 +53,12 @@ def test_native_aio_contexts_are_refused():
     assert r.returncode == 0, r.stderr
     assert kv["io_setup"] == ["Function not implemented"], r.stdout
     assert kv["getpid"] == ["ok"]
+
+
+def test_line_disciplines_cannot_be_changed():
+    # TIOCSETD on the sandbox's own pty: another line discipline is a driver that most
+    # hosts build as a module and load on demand for anyone (n_hdlc, n_gsm: exploited
+    # use-after-frees). N_NULL is built in here, so an allowed ioctl would succeed.
+    r, kv = probe("ldisc")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert kv["ldisc_null"] == ["Operation not permitted"], r.stdout

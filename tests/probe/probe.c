@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -442,13 +443,44 @@ cmd_pid1 (void)
   return 0;
 }
 
+/* Line disciplines on a pty of the sandbox's own devpts: "ldisc_null ok" if TIOCSETD could
+ * attach N_NULL (built in, harmless), else the error. */
+static int
+cmd_ldisc (void)
+{
+  int m = open ("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  int unlock = 0, n = -1;
+  if (m < 0 || ioctl (m, TIOCSPTLCK, &unlock) < 0 || ioctl (m, TIOCGPTN, &n) < 0)
+    {
+      result ("ptmx", -1, errno);
+      return 1;
+    }
+  char path[64];
+  snprintf (path, sizeof path, "/dev/pts/%d", n);
+  int s = open (path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (s < 0)
+    {
+      result ("pts", -1, errno);
+      return 1;
+    }
+  int ld = 27; /* N_NULL */
+  long r = ioctl (s, TIOCSETD, &ld);
+  result ("ldisc_null", r, errno);
+  ld = 0; /* N_TTY */
+  if (r == 0)
+    ioctl (s, TIOCSETD, &ld);
+  close (s);
+  close (m);
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
   if (argc < 2)
     {
       fprintf (stderr, "usage: sbx-probe ids|syscalls|int80|procs|fds|dev|access P...|memhog MiB|"
-                       "forkbomb N|fill PATH|inodes DIR|spin THREADS SECS|pid1\n");
+                       "forkbomb N|fill PATH|inodes DIR|spin THREADS SECS|pid1|ldisc\n");
       return 2;
     }
   const char *c = argv[1];
@@ -462,6 +494,8 @@ main (int argc, char **argv)
     return cmd_procs ();
   if (!strcmp (c, "fds"))
     return cmd_fds ();
+  if (!strcmp (c, "ldisc"))
+    return cmd_ldisc ();
   if (!strcmp (c, "pid1"))
     return cmd_pid1 ();
   if (!strcmp (c, "dev"))

@@ -136,6 +136,7 @@ probe (void)
   CHECK (refused (syscall (SYS_ioctl, -1, TIOCSTI, 0), EPERM));
   CHECK (refused (syscall (SYS_ioctl, -1, 0x100000000ul | TIOCSTI, 0), EPERM));
   CHECK (refused (syscall (SYS_ioctl, -1, TIOCLINUX, 0), EPERM));
+  CHECK (refused (syscall (SYS_ioctl, -1, TIOCSETD, 0), EPERM));
   CHECK (refused (syscall (SYS_socket, 40 /* AF_VSOCK */, SOCK_STREAM, 0), EAFNOSUPPORT));
   CHECK (refused (syscall (SYS_socket, AF_PACKET, SOCK_RAW, 0), EAFNOSUPPORT));
   CHECK (refused (syscall (SYS_socket, 38 /* AF_ALG */, SOCK_SEQPACKET, 0), EAFNOSUPPORT));
