@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import SBX, sbx_env
-from sandbox_util import probe
+from sandbox_util import probe, sbx_run
 from test_isolation import host_pid1
 
 pytestmark = pytest.mark.usefixtures("python_image")
@@ -62,3 +62,19 @@ def test_line_disciplines_cannot_be_changed():
     r, kv = probe("ldisc")
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert kv["ldisc_null"] == ["Operation not permitted"], r.stdout
+
+
+def test_signals_to_pid1_from_inside_are_ignored():
+    # PID 1 of a pid namespace gets from inside only the signals it has a handler for;
+    # sbx-init has none (SIGCHLD comes through a signalfd), so a stop or a kill sent by a
+    # command must leave it running, and the sandbox usable.
+    r = sbx_run(["/bin/sh", "-c",
+                 "for s in STOP TSTP TERM HUP INT QUIT SEGV ABRT USR1 PIPE ALRM CHLD KILL; do"
+                 " kill -$s 1 || echo failed $s; done; grep '^State:' /proc/1/status;"
+                 " kill -CONT 1; echo after"], text=True)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert not any(l.startswith("failed") for l in lines), r.stdout  # they were delivered
+    state = next(l for l in lines if l.startswith("State:"))
+    assert state.split()[1] in ("S", "R"), state
+    assert "after" in lines
