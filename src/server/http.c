@@ -112,6 +112,30 @@ send_error (struct MHD_Connection *c, unsigned status, const char *code, const c
   return send_reply (c, &r, method, url, ctx);
 }
 
+/* MHD decodes "%00" in a query argument into a NUL byte and hands the handlers a C
+ * string: "?path=/tmp/a%00b" would reach them as "/tmp/a" and write there. Such a
+ * request is refused as a whole, as a NUL in a JSON path is. */
+static enum MHD_Result
+find_nul_arg (void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+              const char *value, size_t value_size)
+{
+  int *found = cls;
+  if (memchr (key, '\0', key_size) || (value && memchr (value, '\0', value_size)))
+    {
+      *found = 1;
+      return MHD_NO;
+    }
+  return MHD_YES;
+}
+
+static int
+query_has_nul (struct MHD_Connection *c)
+{
+  int found = 0;
+  MHD_get_connection_values_n (c, MHD_GET_ARGUMENT_KIND, find_nul_arg, &found);
+  return found;
+}
+
 /* application/json (any parameters), no Content-Type at all, and
  * application/x-www-form-urlencoded (what `curl -d` sends unless told otherwise) are read
  * as JSON; anything else is 415. */
@@ -314,6 +338,9 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       if (!ctx->cors && MHD_lookup_connection_value (c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ORIGIN))
         return send_error (c, 403, "forbidden", "cross-origin requests are not allowed", method,
                            url, ctx);
+      if (query_has_nul (c))
+        return send_error (c, 400, "invalid_request",
+                           "query arguments must not contain NUL bytes (%00)", method, url, ctx);
       if (!strcmp (method, "POST"))
         {
           const char *cl

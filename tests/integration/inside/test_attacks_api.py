@@ -1,0 +1,16 @@
+"""Hostile requests to the files API of a real sbxd: arguments that a C string would cut."""
+import requests
+
+
+def test_nul_in_a_query_argument_is_refused(sbxd, sid):
+    # "%00" decodes to a NUL byte: handed on as a C string, "?path=/tmp/nul%00b" became
+    # "/tmp/nul" and a PUT wrote there (200). A NUL in a JSON path is already a 400.
+    for kind in ("files", "archive"):
+        base = f"{sbxd.url}/v1/sandbox/{sid}/{kind}"
+        for q in ("path=/tmp/nul%00b", "path=/tmp/nul&mode=644%00", "pa%00th=/tmp/nul"):
+            r = requests.put(f"{base}?{q}", data=b"x")
+            assert r.status_code == 400, (kind, q, r.text)
+            assert r.json()["error"]["code"] == "invalid_request"
+            assert requests.get(f"{base}?{q}").status_code == 400, (kind, q)
+    r = sbxd.post("/sandbox/files/stat", {"sandbox_id": sid, "path": "/tmp/nul"})
+    assert r.status_code == 404, r.text
