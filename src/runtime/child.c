@@ -81,11 +81,10 @@ reset_signals (const struct rt_child *c)
     FAIL (RT_STAGE_WAIT_PARENT, "sigprocmask");
 }
 
-/* Receives the idmapped mount fds (image layers, then volumes) with the go record. */
 /* The child starts with a copy of sbxd's whole fd table, thousands of fds when it runs
- * many sandboxes. Close all but the four we need before anything else: with the
- * sandbox's RLIMIT_NOFILE (set by the parent) below sbxd's highest fd, receiving the
- * mount fds or moving ours to free slots would otherwise fail with EMFILE. */
+ * many sandboxes. Close all but the four we need before anything else: none of them may
+ * reach the sandbox, and with the sandbox's RLIMIT_NOFILE (stage_rlimits) below sbxd's
+ * highest fd, moving ours to free slots would fail with EMFILE. */
 static void
 close_inherited (const struct rt_child *c)
 {
@@ -141,6 +140,24 @@ stage_wait_parent (const struct rt_child *c, int *fds)
    * check needs no capability), the later relative lookups need none either. */
   if (chdir (c->run_dir) < 0)
     FAIL (RT_STAGE_WAIT_PARENT, "chdir run dir");
+}
+
+/* The child sets these itself: its euid was the sandbox's at clone3 (spawn.c), and the
+ * parent's prlimit on it would need CAP_SYS_RESOURCE. No core dumps; no real-time
+ * priority and no nice value below 0 for the sandbox's code, whatever limits sbxd was
+ * given; NOFILE as asked (at most sbxd's hard limit, which the parent raised if it could).
+ * After the go record: its mount fds arrive while sbxd's limit still holds. */
+static void
+stage_rlimits (const struct rt_child *c)
+{
+  static const int zeroed[] = { RLIMIT_CORE, RLIMIT_RTPRIO, RLIMIT_NICE };
+  struct rlimit zero = { 0, 0 };
+  for (size_t i = 0; i < sizeof zeroed / sizeof zeroed[0]; i++)
+    if (setrlimit (zeroed[i], &zero) < 0)
+      FAIL (RT_STAGE_RLIMITS, "lower rlimit to 0");
+  struct rlimit nf = { c->nofile, c->nofile };
+  if (c->nofile && setrlimit (RLIMIT_NOFILE, &nf) < 0)
+    FAIL (RT_STAGE_RLIMITS, "RLIMIT_NOFILE above sbxd's hard limit");
 }
 
 /* Once we are in our cgroup (v2: born there by CLONE_INTO_CGROUP; v1: the parent sends a
@@ -348,6 +365,7 @@ rt_child_main (const struct rt_child *c)
   int mfds[RT_MOUNT_FDS_MAX];
   stage_wait_parent (c, mfds);
   rt_child_progress (c, RT_STAGE_WAIT_PARENT);
+  stage_rlimits (c);
   stage_mount_private (c);
   stage_scratch (c);
   stage_set_ids (c);

@@ -24,12 +24,12 @@ enum rt_stage {
   RT_STAGE_CLONE,         /* clone3 into the new namespaces */
   RT_STAGE_CGROUP_ATTACH, /* v1: move the child into its cgroups */
   RT_STAGE_OOM_ADJ,       /* oom_score_adj -999 */
-  RT_STAGE_RLIMITS,       /* prlimit NOFILE, CORE 0 */
   RT_STAGE_ID_MAPS,       /* uid_map / gid_map */
   RT_STAGE_IDMAP_MOUNT,   /* idmapped read-only clone of the image */
   RT_STAGE_RELEASE,       /* send the go record + mount fd */
   /* child */
   RT_STAGE_WAIT_PARENT,   /* signals reset, pdeathsig, wait for go */
+  RT_STAGE_RLIMITS,       /* NOFILE; CORE, RTPRIO, NICE 0 */
   RT_STAGE_MOUNT_PRIVATE, /* / recursively private */
   RT_STAGE_SCRATCH,       /* size-bounded tmpfs on <run_dir>/root */
   RT_STAGE_SET_IDS,       /* setresgid/setresuid 0, setgroups(0) */
@@ -80,6 +80,7 @@ struct rt_child {
   int inherit_stderr;
   const char *run_dir;   /* absolute; the child chdirs here while still host root */
   int wait_cgroup;       /* v1: the parent attaches us late and then sends a record */
+  uint64_t nofile;       /* RLIMIT_NOFILE (0: keep sbxd's) */
   char scratch_opts[160]; /* tmpfs options for the scratch space */
   char hostname[65];
   char overlay_opts[512]; /* "lowerdir=lower/0:lower/1...,upperdir=upper,..." */

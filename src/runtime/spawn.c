@@ -43,8 +43,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -68,11 +70,11 @@ static const char *const stage_names[RT_STAGE__COUNT] = {
   [RT_STAGE_CLONE] = "clone",
   [RT_STAGE_CGROUP_ATTACH] = "cgroup_attach",
   [RT_STAGE_OOM_ADJ] = "oom_score_adj",
-  [RT_STAGE_RLIMITS] = "rlimits",
   [RT_STAGE_ID_MAPS] = "id_maps",
   [RT_STAGE_IDMAP_MOUNT] = "idmap_mount",
   [RT_STAGE_RELEASE] = "release",
   [RT_STAGE_WAIT_PARENT] = "wait_parent",
+  [RT_STAGE_RLIMITS] = "rlimits",
   [RT_STAGE_MOUNT_PRIVATE] = "mount_private",
   [RT_STAGE_SCRATCH] = "scratch",
   [RT_STAGE_SET_IDS] = "set_ids",
@@ -259,28 +261,6 @@ write_id_maps (pid_t pid, uint32_t base, struct sbx_err *err)
   return 0;
 }
 
-static int
-set_rlimits (pid_t pid, const struct rt_limits *l, struct sbx_err *err)
-{
-  /* No core dumps; no real-time priority and no nice value below 0 for the sandbox's
-   * code, whatever limits sbxd was given (see reset_sched_on_fork). */
-  static const int zeroed[] = { RLIMIT_CORE, RLIMIT_RTPRIO, RLIMIT_NICE };
-  for (size_t i = 0; i < sizeof zeroed / sizeof zeroed[0]; i++)
-    {
-      struct rlimit zero = { 0, 0 };
-      if (prlimit (pid, zeroed[i], &zero, NULL) < 0)
-        return stage_err (err, RT_STAGE_RLIMITS, errno, "zero rlimit %d", zeroed[i]);
-    }
-  if (l->nofile)
-    {
-      struct rlimit nf = { l->nofile, l->nofile };
-      if (prlimit (pid, RLIMIT_NOFILE, &nf, NULL) < 0)
-        return stage_err (err, RT_STAGE_RLIMITS, errno, "RLIMIT_NOFILE %llu",
-                          (unsigned long long) l->nofile);
-    }
-  return 0;
-}
-
 /* Read the child's records until EOF. Expected: PROGRESS wait_parent, PROGRESS exec, EOF.
  * A FAIL record ends it with the child's stage and errno. */
 static int
@@ -415,6 +395,58 @@ reset_sched_on_fork (struct sbx_err *err)
   return 0;
 }
 
+/* The sandbox's user namespace is made owned by the sandbox's own host uid, not by root.
+ * The kernel charges some per-user budgets (inotify instances and watches, message queue
+ * bytes) at every user namespace level to the owner of the namespace below: owned by
+ * root, every sandbox drew on host root's (128 inotify instances on a stock host), and one
+ * sandbox could take them all from the host's services and every other sandbox. The owner
+ * is the creator's euid, so this thread's euid is the sandbox's uid across clone3 only;
+ * its fsuid stays 0, so the child still acts as host root on files until it changes ids
+ * inside, as before. Raw syscalls: they change this thread only (glibc's would signal
+ * every thread of sbxd). */
+static int
+own_userns_begin (uid_t uid)
+{
+  if (syscall (SYS_setresuid, (uid_t) -1, uid, (uid_t) -1) < 0)
+    return -1;
+  syscall (SYS_setfsuid, (uid_t) 0);
+  if (syscall (SYS_setfsuid, (uid_t) -1) != 0)
+    {
+      int e = errno ? errno : EPERM;
+      syscall (SYS_setresuid, (uid_t) -1, (uid_t) 0, (uid_t) -1);
+      errno = e;
+      return -1;
+    }
+  return 0;
+}
+
+/* Back to euid (and fsuid) 0. Changing the euid made this process non-dumpable: restore
+ * what it was. Cannot fail (the real and saved uids are 0), and must not: the rest of
+ * sbxd runs as root; abort rather than go on as another user. */
+static void
+own_userns_end (int dumpable)
+{
+  if (syscall (SYS_setresuid, (uid_t) -1, (uid_t) 0, (uid_t) -1) < 0 || geteuid () != 0)
+    abort ();
+  if (dumpable >= 0)
+    prctl (PR_SET_DUMPABLE, dumpable);
+}
+
+/* The child sets its own RLIMIT_NOFILE (the parent's prlimit on it would need
+ * CAP_SYS_RESOURCE, since the child runs under another euid) and can only lower it: raise
+ * our hard limit first when the sandbox's is higher and we may (else the child reports
+ * the stage "rlimits"). */
+static void
+raise_nofile_hard (uint64_t nofile)
+{
+  struct rlimit rl;
+  if (nofile && getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < nofile)
+    {
+      rl.rlim_max = nofile;
+      setrlimit (RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int
 spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
 {
@@ -466,6 +498,7 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
     .inherit_stderr = spec->inherit_stderr,
     .run_dir = sb->run_dir,
     .wait_cgroup = late_cgroup,
+    .nofile = spec->limits.nofile,
     .argv = argv,
     .envp = envp,
   };
@@ -492,17 +525,28 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   };
   if (reset_sched_on_fork (err) < 0)
     return -1;
+  raise_nofile_hard (spec->limits.nofile);
+  int dumpable = prctl (PR_GET_DUMPABLE);
   /* No handler of sbxd may run in the child before it resets them. */
   sigset_t all, old;
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-  long pid = syscall (SYS_clone3, &ca, sizeof ca);
-  if (pid == 0)
-    rt_child_main (&child);
-  int clone_errno = errno;
+  long pid = -1;
+  int clone_errno = 0;
+  if (own_userns_begin (sb->uid_base) < 0)
+    clone_errno = errno;
+  else
+    {
+      pid = syscall (SYS_clone3, &ca, sizeof ca);
+      if (pid == 0)
+        rt_child_main (&child);
+      clone_errno = errno;
+      own_userns_end (dumpable);
+    }
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (pid < 0)
-    return stage_err (err, RT_STAGE_CLONE, clone_errno, "clone3");
+    return stage_err (err, RT_STAGE_CLONE, clone_errno, "clone3 as uid %u",
+                      (unsigned) sb->uid_base);
   sb->pid = (pid_t) pid;
   sb->is_child = 1; /* from here on teardown kills and reaps it */
   sbx_closep (&child_fd);
@@ -521,8 +565,6 @@ spawn (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
         LOG_DEBUG ("no CAP_SYS_RESOURCE: sandbox PID 1 keeps oom_score_adj 0 (%s)", err->msg);
       sbx_err_clear (err);
     }
-  if (set_rlimits (sb->pid, &spec->limits, err) < 0)
-    return -1;
   if (write_id_maps (sb->pid, sb->uid_base, err) < 0)
     return -1;
   int64_t tm = sbx_mono_ns ();

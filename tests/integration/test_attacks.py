@@ -1,7 +1,9 @@
 """Escape attempts from inside real sandboxes: code running as the sandbox's root that
 goes after PID 1 (sbx-init), the host and the other sandboxes."""
+import fcntl
 import os
 import signal
+import struct
 import subprocess
 
 import pytest
@@ -78,3 +80,65 @@ def test_signals_to_pid1_from_inside_are_ignored():
     state = next(l for l in lines if l.startswith("State:"))
     assert state.split()[1] in ("S", "R"), state
     assert "after" in lines
+
+
+_GRAB = r"""
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+rt.mq_open.restype = ctypes.c_int
+n = 0
+while libc.inotify_init() >= 0:
+    n += 1
+print("inotify", n, os.strerror(ctypes.get_errno()), flush=True)
+q = 0
+while rt.mq_open(f"/grab{q}".encode(), os.O_CREAT | os.O_RDWR, 0o600, None) >= 0:
+    q += 1
+print("mqueues", q, os.strerror(ctypes.get_errno()), flush=True)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+_TRY = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+fd = libc.inotify_init()
+print("inotify", "ok" if fd >= 0 else os.strerror(ctypes.get_errno()))
+name = f"/sbx-test-{os.getpid()}".encode()
+q = rt.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, None)
+print("mqueue", "ok" if q >= 0 else os.strerror(ctypes.get_errno()))
+if q >= 0:
+    rt.mq_unlink(name)
+"""
+
+
+def test_a_sandbox_cannot_use_up_the_hosts_inotify_or_mqueue_budget():
+    # The kernel counts inotify instances and message queue bytes per user at every user
+    # namespace level, charging a namespace's use to the user who owns it in the parent.
+    # Sandboxes' namespaces owned by host root shared root's budget (128 inotify
+    # instances, 800 KiB of queues): one sandbox could take it all from the host's own
+    # services and from every other sandbox.
+    holder = subprocess.Popen([str(SBX), "run", "-q", "--", "python3", "-c", _GRAB],
+                              stdout=subprocess.PIPE, env=sbx_env(), text=True)
+    try:
+        lines = [holder.stdout.readline().strip() for _ in range(3)]
+        assert lines[2] == "ready", lines
+        assert int(lines[0].split()[1]) >= 100 and int(lines[1].split()[1]) >= 5, lines
+        # The sandbox's user namespace belongs to its own host uid (NS_GET_OWNER_UID).
+        pid1 = host_pid1(holder)
+        with open(f"/proc/{pid1}/uid_map") as f:
+            uid_base = int(f.read().split()[1])
+        fd = os.open(f"/proc/{pid1}/ns/user", os.O_RDONLY)
+        try:
+            owner = struct.unpack("I", fcntl.ioctl(fd, 0xB704, b"\0" * 4))[0]
+        finally:
+            os.close(fd)
+        assert owner == uid_base != 0, (owner, uid_base)
+        host = subprocess.run(["python3", "-c", _TRY], capture_output=True, text=True)
+        assert host.stdout.split() == ["inotify", "ok", "mqueue", "ok"], host
+        other = sbx_run(["python3", "-c", _TRY], text=True)
+        assert other.stdout.split() == ["inotify", "ok", "mqueue", "ok"], other
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
