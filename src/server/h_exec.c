@@ -258,7 +258,7 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   if (fd >= 0 && (!env || srv_exec_frames (&pr, run.d.xid, req->stdin_data, req->stdin_len,
                                            &out) < 0))
     {
-      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
+      srv_reply_encode_error (r, env != NULL);
       goto done;
     }
 

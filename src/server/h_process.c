@@ -104,7 +104,7 @@ srv_h_exec_inside (struct srv *s, json_t *body, struct srv_reply *r)
       || proto_frame_append (&out, PROTO_EXEC_START, EXEC_REQ_ID, payload.data,
                              (uint32_t) payload.len) < 0)
     {
-      srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command");
+      srv_reply_encode_error (r, env != NULL);
       goto done;
     }
   if (background)

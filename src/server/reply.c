@@ -1,5 +1,9 @@
 /* Error replies: {"error": {"code": "...", "message": "..."}} with the contract's statuses. */
 #include "server.h"
+#include "../proto/proto.h"
+
+#include <errno.h>
+#include <stdio.h>
 
 int
 srv_parse_sandbox_id_reply (json_t *body, char id[SBX_ID_MAX], int *valid, struct srv_reply *r)
@@ -43,6 +47,21 @@ srv_reply_error (struct srv_reply *r, int code, const char *msg)
   srv_reply_http (r, srv_code_status (code), sbx_code_name (code), msg);
   if (code == SBX_E_CAPACITY)
     r->retry_after = 5;
+}
+
+void
+srv_reply_encode_error (struct srv_reply *r, int encoding)
+{
+  if (encoding && errno == EMSGSIZE)
+    {
+      char msg[160];
+      snprintf (msg, sizeof msg,
+                "command: its arguments, environment and working directory take more than %u "
+                "bytes (the bound of one command)", PROTO_MAX_PAYLOAD);
+      srv_reply_error (r, SBX_E_INVALID, msg);
+      return;
+    }
+  srv_reply_error (r, SBX_E_EXEC_FAILED, "could not encode the command (out of memory)");
 }
 
 void

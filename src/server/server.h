@@ -232,6 +232,9 @@ void srv_reply_header (struct srv_reply *r, const char *name, char *value);
 /* Error reply {"error":{"code","message"}}; status from the sbx code. */
 void srv_reply_error (struct srv_reply *r, int code, const char *msg);
 void srv_reply_err (struct srv_reply *r, const struct sbx_err *err);
+/* A command that could not be encoded for the agent: 400 when it is too large (errno
+ * EMSGSIZE from the encoder, encoding 1), else 500 exec_failed (out of memory). */
+void srv_reply_encode_error (struct srv_reply *r, int encoding);
 void srv_reply_http (struct srv_reply *r, unsigned status, const char *code, const char *msg);
 unsigned srv_code_status (int code);
 /* srv_parse_sandbox_id, with its 400 in *r when it fails. */

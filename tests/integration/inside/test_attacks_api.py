@@ -14,3 +14,18 @@ def test_nul_in_a_query_argument_is_refused(sbxd, sid):
             assert requests.get(f"{base}?{q}").status_code == 400, (kind, q)
     r = sbxd.post("/sandbox/files/stat", {"sandbox_id": sid, "path": "/tmp/nul"})
     assert r.status_code == 404, r.text
+
+
+def test_a_command_too_large_for_one_request_is_a_400(sbxd, sid):
+    # Arguments past the agent protocol's bound of one command (1 MiB encoded) were a 500
+    # "could not encode the command"; it is the caller's request that is too large.
+    huge = "x" * (1 << 20)
+    for path, body in (("/sandbox/exec", {"command": ["echo", huge]}),
+                       ("/sandbox/exec", {"command": "echo " + huge}),
+                       ("/sandbox/exec", {"command": ["echo", huge], "background": True})):
+        r = sbxd.post(path, {"sandbox_id": sid, **body})
+        assert r.status_code == 400, (path, r.status_code, r.text[:200])
+        err = r.json()["error"]
+        assert err["code"] == "invalid_request" and "1048576 bytes" in err["message"], err
+    r = sbxd.post("/sandbox/exec", {"sandbox_id": sid, "command": ["echo", "still here"]})
+    assert r.status_code == 200 and r.json()["stdout"] == "still here\n", r.text
