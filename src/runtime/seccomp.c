@@ -15,9 +15,10 @@
  * fanotify_*, quotactl, sethostname, syslog, settimeofday and other clock setters.
  * io_setup gets ENOSYS (native AIO draws on a host-wide pool no cgroup bounds).
  * Sockets: AF_UNIX, AF_INET, AF_INET6, AF_NETLINK only (others EAFNOSUPPORT).
- * ioctl: TIOCSTI, TIOCLINUX and TIOCSETD (line disciplines, often modules) refused. Only the native x86_64 ABI: other architectures
- * kill the process (bad-arch action) and x32 numbers (__X32_SYSCALL_BIT) are rejected by
- * the check libseccomp emits for an x86_64-only filter (a unit test looks for it). */
+ * ioctl: TIOCSTI, TIOCLINUX and TIOCSETD (line disciplines, often modules) refused.
+ * Only the native x86_64 ABI: other architectures kill the process (bad-arch action) and
+ * x32 numbers (__X32_SYSCALL_BIT) are rejected by the check libseccomp emits for an
+ * x86_64-only filter (a unit test looks for it). */
 #include "internal.h"
 
 #include <errno.h>
@@ -177,10 +178,10 @@ build_allow_list (struct sink *ctx, struct sbx_err *err)
         return -1;
     }
 
-  /* ioctl is allowed here; the guard filter refuses TIOCSTI, TIOCLINUX and TIOCSETD. (libseccomp
-   * lets an unconditional allow win over a conditional refusal in the same filter, and
-   * refuses a rule whose action equals the default, so the refusal lives in its own
-   * default-allow filter; the kernel applies the stricter verdict of the two.) */
+  /* ioctl is allowed here; the guard filter refuses TIOCSTI, TIOCLINUX and TIOCSETD.
+   * (libseccomp lets an unconditional allow win over a conditional refusal in the same
+   * filter, and refuses a rule whose action equals the default, so the refusal lives in
+   * its own default-allow filter; the kernel applies the stricter verdict of the two.) */
   if (rule (ctx, SCMP_ACT_ALLOW, "ioctl", 0, NULL, err) < 0)
     return -1;
 
