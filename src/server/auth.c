@@ -105,20 +105,20 @@ priced_route (int route)
   return route_policy (route) == POL_PRICED;
 }
 
-/* The sandbox a POL_OWNED request is about: "sandbox_id" of a JSON object body, else the
- * {id} of a /sandbox/{id}/... path. "" when there is none. */
+/* The sandbox a POL_OWNED request is about: the one its handler will act on, so the
+ * {id} of a /sandbox/{id}/files|archive path (those handlers read the path, never a body),
+ * else "sandbox_id" of the JSON object body. Never one or the other: a GET of a victim's
+ * /sandbox/{id}/files carrying a body that names the caller's own sandbox would otherwise
+ * pass the check and read the victim's file. "" when there is none. */
 static void
 owned_target (const struct srv_req *q, char id[SBX_ID_MAX])
 {
   id[0] = '\0';
-  json_t *body = q->len ? json_loadb (q->body, q->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-  const char *v = json_string_value (json_object_get (body, "sandbox_id"));
-  if (v && strlen (v) < SBX_ID_MAX && sbx_id_valid (v, "sb"))
-    snprintf (id, SBX_ID_MAX, "%s", v);
-  json_decref (body);
-  const char *p = strstr (q->url, "/sandbox/");
-  if (!id[0] && p)
+  if (q->route == SRV_R_FILES_RAW || q->route == SRV_R_ARCHIVE)
     {
+      const char *p = strstr (q->url, "/sandbox/");
+      if (!p)
+        return;
       p += strlen ("/sandbox/");
       size_t n = strcspn (p, "/?");
       if (n < SBX_ID_MAX)
@@ -129,7 +129,15 @@ owned_target (const struct srv_req *q, char id[SBX_ID_MAX])
           if (sbx_id_valid (seg, "sb"))
             snprintf (id, SBX_ID_MAX, "%s", seg);
         }
+      return;
     }
+  json_t *body = q->len ? json_loadb (q->body, q->len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                                      NULL)
+                        : NULL;
+  const char *v = json_string_value (json_object_get (body, "sandbox_id"));
+  if (v && strlen (v) < SBX_ID_MAX && sbx_id_valid (v, "sb"))
+    snprintf (id, SBX_ID_MAX, "%s", v);
+  json_decref (body);
 }
 
 static const char *
