@@ -289,12 +289,9 @@ build_offer (struct srv *s, const struct srv_req *q, struct srv_charge *ch, uint
   memcpy (ch->offer.pay_to, s->cfg.pay_to, 20);
 }
 
-/* Decode and verify the payment header against ch->offer. 0, or -1 with r = 402. When
- * any_amount is set, the offer takes the payment's own value: a signed authorization then
- * only proves who the caller is (list, usage, free operations); it is never recorded. */
+/* Decode and verify the payment header against ch->offer. 0, or -1 with r = 402. */
 static int
-verify_payment (const struct srv_req *q, struct srv_charge *ch, int any_amount,
-                struct srv_reply *r)
+verify_payment (const struct srv_req *q, struct srv_charge *ch, struct srv_reply *r)
 {
   struct bill_x402_result res = { 0 };
   int version = q->payment_v2 ? 2 : 1;
@@ -304,8 +301,6 @@ verify_payment (const struct srv_req *q, struct srv_charge *ch, int any_amount,
       reply_402_x402 (r, &ch->offer, bill_x402_reason_name (res.reason));
       return -1;
     }
-  if (any_amount && bill_u256_to_u64 (ch->pay.auth.value, &ch->offer.amount) < 0)
-    ch->offer.amount = 0;
   if (bill_x402_verify (&ch->pay, &ch->offer, (int64_t) time (NULL), &res) < 0)
     {
       LOG_INFO ("x402 payment refused: %s (%s)", bill_x402_reason_name (res.reason), res.message);
@@ -451,7 +446,7 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
               reply_402_x402 (r, &ch->offer, NULL);
               return 0;
             }
-          if (verify_payment (q, ch, 0, r) < 0)
+          if (verify_payment (q, ch, r) < 0)
             return 0;
           paid_x402 = 1;
         }
@@ -464,7 +459,12 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
                             "authorization (PAYMENT-SIGNATURE / X-PAYMENT) proving the payer");
               return 0;
             }
-          if (verify_payment (q, ch, 1, r) < 0)
+          /* The proof is an authorization of value 0, checked like a payment of 0 (price
+           * is 0 here), never recorded. A payment is no proof: once settled, its
+           * authorization and signature are public (the calldata of
+           * transferWithAuthorization, and the facilitator saw it), and anybody could
+           * rebuild the header and act as the payer until its validBefore. */
+          if (verify_payment (q, ch, r) < 0)
             return 0;
           bill_payment_clear (&ch->pay);
         }

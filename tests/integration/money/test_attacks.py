@@ -1,14 +1,16 @@
 """A hostile caller against a real sbxd with auth on: ways to reach another owner's sandbox,
 to prove an identity with somebody else's (public) payment, or to get priced work for free.
 Each test here failed against the build before its fix (docs/payments.md says the rule)."""
+import base64
 import json
 
 import pytest
 import requests
 
+from .conftest import KEYS, PAY_TO, b64json, pay, sign
 from .test_api_keys import balance, new_key
 
-
+CREATE = {"image": "python:3.11", "timeout": 120}
 
 
 @pytest.fixture
@@ -49,3 +51,53 @@ def test_path_id_routes_ignore_a_body_naming_the_callers_own_sandbox(keyd):
     assert r.status_code == 404
     assert balance(d, hb) == 990000  # nothing but mallory's own create was charged
 
+
+@pytest.fixture
+def x402d(money_sbxd, facilitator):
+    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url)
+    d.facilitator = facilitator
+    return d
+
+
+def test_a_settled_payment_is_no_proof_of_identity(x402d, x402_client):
+    """Once settled, a payment's authorization (from, to, value, window, nonce, v, r, s) is
+    public: it is the calldata of transferWithAuthorization on the chain, and the
+    facilitator saw it too. Whoever rebuilds the header from it must not become the payer
+    on the free routes (list, usage, files, processes) for the rest of its window."""
+    d = x402d
+    c = pay(x402_client, d.url + "/v1/sandbox/create", CREATE, "a")
+    assert c["final"]["status"] == 200, c
+    sid = c["final"]["body"]["sandbox_id"]
+    d.created.append(sid)
+    assert c["paymentResponse"]["success"] is True
+    # what the victim's own, zero-value proof can do
+    own = {"PAYMENT-SIGNATURE": sign(x402_client, who="a", value=0)["header"]}
+    w = {"sandbox_id": sid, "path": "/tmp/secret", "content": "victim-secret"}
+    assert d.post("/sandbox/files/write", w, headers=own).status_code == 200
+    assert d.get("/sandbox/list", headers=own).json()["count"] == 1
+    # the settled payment, as rebuilt from the chain, in either header
+    auth = c["paymentPayload"]["payload"]["authorization"]
+    assert auth["value"] == "10000"
+    v2 = base64.b64encode(json.dumps(c["paymentPayload"]).encode()).decode()
+    v1 = base64.b64encode(json.dumps({"x402Version": 1, "scheme": "exact", "network": "base",
+                                      "payload": c["paymentPayload"]["payload"]}).encode()).decode()
+    for stolen in [{"PAYMENT-SIGNATURE": v2}, {"X-PAYMENT": v1}]:
+        for r in [d.get("/sandbox/list", headers=stolen),
+                  d.get("/usage", headers=stolen),
+                  d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"},
+                         headers=stolen),
+                  d.post("/sandbox/files/write", {**w, "content": "planted"}, headers=stolen),
+                  d.post("/sandbox/process/list", {"sandbox_id": sid}, headers=stolen),
+                  requests.get(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/secret"},
+                               headers=stolen, timeout=60)]:
+            assert r.status_code == 402, (r.request.url, r.status_code, r.text[:200])
+            assert b"victim-secret" not in r.content
+            assert r.json()["error"] == "wrong_amount"
+    r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=own)
+    assert r.status_code == 200 and "victim-secret" in r.text
+    # a signed authorization of any other non-zero value is no proof either
+    p = sign(x402_client, who="a", value=1)
+    r = d.get("/sandbox/list", headers={"PAYMENT-SIGNATURE": p["header"]})
+    assert r.status_code == 402 and r.json()["error"] == "wrong_amount"
+    assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "0"
+    assert d.facilitator.count() == 1
