@@ -138,6 +138,15 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
+  /* Volumes have no owner yet (the volume endpoints are refused with auth on): a create
+   * naming one would let any paying caller mount, read and write a volume by its name. */
+  if (s->cfg.auth && json_object_get (body, "volumes"))
+    {
+      srv_create_req_free (&req);
+      srv_reply_http (r, 403, "forbidden",
+                      "volumes are not available with authentication on (they have no owner)");
+      return;
+    }
   struct srv_sandbox *pooled = srv_pool_claim (s, &req, body);
   if (pooled && create_from_pool (s, pooled, &req, r) == 0)
     {
