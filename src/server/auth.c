@@ -475,8 +475,19 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
     {
       char owner[STORE_OWNER_MAX];
       struct sbx_err err = { 0 };
-      if (store_sandbox_owner (s->store, ch->sandbox_id, owner, &err) == 0
-          && strcmp (owner, ch->owner) != 0)
+      int orc = store_sandbox_owner (s->store, ch->sandbox_id, owner, &err);
+      if (orc < 0 && err.code != SBX_E_NOT_FOUND)
+        {
+          /* Fail closed: a store that cannot say whose the sandbox is must not let the
+           * request through to a handler that does not ask. */
+          LOG_ERROR ("owner of %s: %s", ch->sandbox_id, err.msg);
+          srv_reply_http (r, 503, "unavailable", "cannot check the sandbox's owner; retry later");
+          r->retry_after = 1;
+          if (paid_x402)
+            bill_payment_clear (&ch->pay);
+          return 0;
+        }
+      if (orc == 0 && strcmp (owner, ch->owner) != 0)
         {
           char msg[128];
           snprintf (msg, sizeof msg, "sandbox '%s' not found", ch->sandbox_id);

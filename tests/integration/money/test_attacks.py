@@ -101,3 +101,36 @@ def test_a_settled_payment_is_no_proof_of_identity(x402d, x402_client):
     assert r.status_code == 402 and r.json()["error"] == "wrong_amount"
     assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "0"
     assert d.facilitator.count() == 1
+
+
+def test_an_owner_check_that_cannot_read_the_store_fails_closed(keyd):
+    """When the store cannot say whose a sandbox is, the request must not reach a handler
+    that does not ask (it was let through: another account read the file). The store is
+    made to fail by renaming the column the owner check reads, then restored."""
+    import subprocess
+    d = keyd
+    ha = new_key(d, "olga", "$1")
+    hb = new_key(d, "trudy", "$1")
+    sid = d.post("/sandbox/create", {"timeout": 120}, headers=ha).json()["sandbox_id"]
+    d.created.append(sid)
+    w = {"sandbox_id": sid, "path": "/tmp/secret", "content": "victim-secret"}
+    assert d.post("/sandbox/files/write", w, headers=ha).status_code == 200
+    db = str(d.state_dir / "sbx.db")
+
+    def sql(q):
+        subprocess.run(["sqlite3", db, q], check=True, capture_output=True, timeout=60)
+
+    sql("ALTER TABLE sandboxes RENAME COLUMN owner TO owner_gone")
+    try:
+        r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=hb)
+        r2 = requests.get(f"{d.url}/v1/sandbox/{sid}/files", params={"path": "/tmp/secret"},
+                          headers=hb, timeout=60)
+    finally:
+        sql("ALTER TABLE sandboxes RENAME COLUMN owner_gone TO owner")
+    for x in (r, r2):
+        assert x.status_code == 503, (x.status_code, x.text[:200])
+        assert b"victim-secret" not in x.content
+    r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=hb)
+    assert r.status_code == 404
+    r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=ha)
+    assert r.status_code == 200 and "victim-secret" in r.text
