@@ -134,3 +134,103 @@ def test_an_owner_check_that_cannot_read_the_store_fails_closed(keyd):
     assert r.status_code == 404
     r = d.post("/sandbox/files/read", {"sandbox_id": sid, "path": "/tmp/secret"}, headers=ha)
     assert r.status_code == 200 and "victim-secret" in r.text
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def with_payload(header, fn, version=None):
+    """The payment header after fn(obj) changed its decoded JSON; version 1 rewraps the
+    payload as an X-PAYMENT object."""
+    obj = b64json(header)
+    fn(obj)
+    if version == 1:
+        obj = {"x402Version": 1, "scheme": "exact", "network": "base", "payload": obj["payload"]}
+    return base64.b64encode(json.dumps(obj).encode()).decode()
+
+
+def high_s(obj):
+    sig = bytes.fromhex(obj["payload"]["signature"][2:])
+    s = SECP256K1_N - int.from_bytes(sig[32:64], "big")
+    v = 55 - sig[64]  # 27 <-> 28
+    obj["payload"]["signature"] = "0x" + (sig[:32] + s.to_bytes(32, "big") + bytes([v])).hex()
+
+
+def v_as_parity(obj):
+    sig = obj["payload"]["signature"]
+    obj["payload"]["signature"] = sig[:-2] + ("00" if sig[-2:] == "1b" else "01")
+
+
+def test_one_authorization_pays_once_whatever_its_form(x402d, x402_client):
+    """Replays of one signed authorization in every other form sbxd could be shown: the
+    other header version, another operation or sandbox, the nonce in upper case (the
+    signature covers bytes, not text), a malleated signature; and payments whose window
+    or payer field is off. Each refusal costs nothing and settles nothing."""
+    import time
+    d = x402d
+    sids = []
+    for _ in range(2):
+        c = sign(x402_client, who="a", value=10000)
+        r = d.post("/sandbox/create", CREATE, headers={"PAYMENT-SIGNATURE": c["header"]})
+        assert r.status_code == 200, r.text
+        sids.append(r.json()["sandbox_id"])
+        d.created.append(sids[-1])
+    fac = d.facilitator
+    assert fac.count() == 2
+    p = sign(x402_client, who="a", value=1000)
+    st = {"sandbox_id": sids[0]}
+    first = d.post("/sandbox/status", st, headers={"PAYMENT-SIGNATURE": p["header"]})
+    assert first.status_code == 200
+    assert fac.count() == 3
+    v1 = with_payload(p["header"], lambda o: None, version=1)
+    upper = with_payload(p["header"], lambda o: o["payload"]["authorization"].update(
+        nonce="0x" + o["payload"]["authorization"]["nonce"][2:].upper()))
+    ex = {"sandbox_id": sids[0], "command": "echo ran >> /tmp/ran"}
+    attempts = [
+        ("/sandbox/exec", ex, {"X-PAYMENT": v1}, "payment_already_used"),
+        ("/sandbox/exec", ex, {"PAYMENT-SIGNATURE": p["header"]}, "payment_already_used"),
+        ("/sandbox/status", {"sandbox_id": sids[1]}, {"PAYMENT-SIGNATURE": p["header"]},
+         "payment_already_used"),
+        ("/sandbox/status", {"sandbox_id": sids[1]}, {"X-PAYMENT": v1}, "payment_already_used"),
+        ("/sandbox/exec", ex, {"PAYMENT-SIGNATURE": upper}, "payment_already_used"),
+        ("/sandbox/exec", ex, {"PAYMENT-SIGNATURE": with_payload(p["header"], high_s)},
+         "signature_high_s"),
+        ("/sandbox/exec", ex, {"PAYMENT-SIGNATURE": with_payload(p["header"], v_as_parity)},
+         "signature_bad_v"),
+    ]
+    for path, body, hdr, reason in attempts:
+        r = d.post(path, body, headers=hdr)
+        assert r.status_code == 402, (path, hdr.keys(), r.status_code, r.text[:200])
+        assert r.json()["error"] == reason, (path, reason, r.json()["error"])
+    # the same request in the other version is a re-send: the stored answer, nothing new
+    r = d.post("/sandbox/status", st, headers={"X-PAYMENT": v1})
+    assert r.status_code == 200 and r.json() == first.json()
+    assert fac.count() == 3
+    # a fresh authorization is not spent by refused malleated copies of it
+    q = sign(x402_client, who="a", value=1000)
+    for bad, reason in [(high_s, "signature_high_s"), (v_as_parity, "signature_bad_v")]:
+        r = d.post("/sandbox/exec", ex, headers={"PAYMENT-SIGNATURE": with_payload(q["header"], bad)})
+        assert r.status_code == 402 and r.json()["error"] == reason
+    # the payer field must be the signer: a's signature naming b as payer is b's nothing
+    forged = with_payload(q["header"], lambda o: o["payload"]["authorization"].update(
+        **{"from": KEYS["b"][1]}))
+    r = d.post("/sandbox/exec", ex, headers={"PAYMENT-SIGNATURE": forged})
+    assert r.status_code == 402 and r.json()["error"] == "bad_signature"
+    assert d.post("/sandbox/exec", ex, headers={"PAYMENT-SIGNATURE": q["header"]}).status_code == 200
+    # validity windows: not yet valid is refused; a far-future one pays once, like any other
+    now = int(time.time())
+    r = d.post("/sandbox/exec", ex, headers={"PAYMENT-SIGNATURE": sign(
+        x402_client, who="a", value=1000, validAfter=now + 600, validBefore=now + 900)["header"]})
+    assert r.status_code == 402 and r.json()["error"] == "not_yet_valid"
+    for vb in [now + 10 * 365 * 86400, str(2 ** 200)]:  # a string: JSON numbers lose digits in JS
+        far = sign(x402_client, who="a", value=1000, validBefore=vb)["header"]
+        r = d.post("/sandbox/exec", ex, headers={"PAYMENT-SIGNATURE": far})
+        assert r.status_code == 200, (vb, r.text[:300])
+        r = d.post("/sandbox/exec", {**ex, "command": "true"}, headers={"PAYMENT-SIGNATURE": far})
+        assert r.status_code == 402 and r.json()["error"] == "payment_already_used"
+    assert fac.count() == 6
+    proof = {"PAYMENT-SIGNATURE": sign(x402_client, who="a", value=0)["header"]}
+    r = d.post("/sandbox/files/read", {"sandbox_id": sids[0], "path": "/tmp/ran"}, headers=proof)
+    assert r.json()["content"] == "ran\n" * 3  # q and the two far-future payments, nothing else
+    u = d.get("/usage", headers=proof).json()
+    assert u["total_charged"]["amount"] == 2 * 10000 + 4 * 1000
