@@ -115,5 +115,9 @@ srv_config_money_check (const struct srv_config *c, struct sbx_err *err)
   if ((c->auth & SRV_AUTH_X402) && !c->has_pay_to)
     return sbx_err_set (err, SBX_E_INVALID, 0,
                         "x402 needs a pay-to address (--pay-to or \"pay_to\" in the config)");
+  if ((c->auth & SRV_AUTH_X402) && !c->facilitator[0])
+    LOG_WARN ("x402 without --facilitator: payments are queued unchecked against the chain, "
+              "so an address without funds gets every call run (its settlement fails later); "
+              "use this only with callers you trust (docs/payments.md)");
   return 0;
 }
