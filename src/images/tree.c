@@ -16,6 +16,7 @@
 
 #define MAX_DEPTH 512
 #define OWNER_NOBODY 65534
+#define IMG_BLOCK 4096
 
 int
 img_hash_init (struct img_hash *h)
@@ -250,6 +251,117 @@ set_attrs_fd (int fd, const struct stat *st, uint32_t uid, uint32_t gid, struct 
   return 0;
 }
 
+/* Is every byte of p[0..n) zero? */
+static int
+all_zero (const char *p, size_t n)
+{
+  return n == 0 || (p[0] == 0 && memcmp (p, p + 1, n - 1) == 0);
+}
+
+static void
+hash_zeros (struct img_hash *h, uint64_t *run)
+{
+  if (!*run)
+    return;
+  unsigned char rec[9] = { 'Z' };
+  for (int i = 0; i < 8; i++)
+    rec[1 + i] = (unsigned char) (*run >> (8 * i));
+  img_hash_update (h, rec, sizeof rec);
+  *run = 0;
+}
+
+/* The next offset at or after off where fd has data, rounded down to a block (size if
+ * none). A filesystem without SEEK_DATA has data everywhere. */
+static off_t
+next_data (int fd, off_t off, off_t size)
+{
+  off_t d = lseek (fd, off, SEEK_DATA);
+  if (d < 0)
+    return errno == ENXIO ? size : off;
+  d &= ~(off_t) (IMG_BLOCK - 1);
+  return d < off ? off : d > size ? size : d;
+}
+
+/* The first hole at or after off (rounded up to a block, at most size). */
+static off_t
+next_hole (int fd, off_t off, off_t size)
+{
+  off_t h = lseek (fd, off, SEEK_HOLE);
+  if (h >= 0 && h <= off)
+    {
+      /* off was rounded down into a hole before data that starts within the block */
+      off_t d = lseek (fd, off, SEEK_DATA);
+      h = d > off ? lseek (fd, d, SEEK_HOLE) : -1;
+    }
+  if (h < 0 || h > size)
+    return size;
+  h = (h + IMG_BLOCK - 1) & ~(off_t) (IMG_BLOCK - 1);
+  return h > size ? size : h <= off ? size : h;
+}
+
+/* The first size bytes of in into out (-1: hash only). A sandbox can make a file of a
+ * terabyte that takes no space (truncate, or a write at a far offset): only the parts that
+ * hold data are read (SEEK_DATA/SEEK_HOLE), and no block of zeros is written, so the copy
+ * takes no more disk than the data (the sandbox's writable space bounds it) and costs no
+ * time for the holes. The hash sees the file as 4 KiB blocks: a block with data as 'D' and
+ * its bytes, a run of zero bytes (holes and written zeros alike) as 'Z' and its length, so
+ * it depends on the bytes alone, not on where the holes are. */
+static int
+copy_bytes (struct img_copy *x, int in, int out, off_t size, const char *rel,
+            struct sbx_err *err)
+{
+  static __thread char buf[1 << 17];
+  uint64_t zrun = 0;
+  off_t off = 0;
+  while (off < size)
+    {
+      off_t data = next_data (in, off, size);
+      zrun += (uint64_t) (data - off);
+      off = data;
+      if (off >= size)
+        break;
+      off_t hole = next_hole (in, off, size);
+      while (off < hole)
+        {
+          size_t want = (size_t) (hole - off) < sizeof buf ? (size_t) (hole - off) : sizeof buf;
+          ssize_t n = pread (in, buf, want, off);
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n < 0)
+            return sbx_err_sys (err, "read '%s'", rel);
+          if (n == 0) /* shorter than its stat said: it changes under the copy */
+            return sbx_err_set (err, SBX_E_INTERNAL, EAGAIN, "'%s' changed while copied", rel);
+          for (size_t i = 0; i < (size_t) n; i += IMG_BLOCK)
+            {
+              size_t bl = (size_t) n - i < IMG_BLOCK ? (size_t) n - i : IMG_BLOCK;
+              if (all_zero (buf + i, bl))
+                {
+                  zrun += bl;
+                  continue;
+                }
+              hash_zeros (x->hash, &zrun);
+              img_hash_update (x->hash, "D", 1);
+              img_hash_update (x->hash, buf + i, bl);
+              for (size_t w = 0; out >= 0 && w < bl;)
+                {
+                  ssize_t k = pwrite (out, buf + i + w, bl - w, off + (off_t) (i + w));
+                  if (k < 0 && errno == EINTR)
+                    continue;
+                  if (k <= 0)
+                    return sbx_err_sys (err, "write '%s'", rel);
+                  w += (size_t) k;
+                }
+              x->bytes += bl;
+            }
+          off += n;
+        }
+    }
+  hash_zeros (x->hash, &zrun);
+  if (out >= 0 && ftruncate (out, size) < 0)
+    return sbx_err_sys (err, "size of '%s'", rel);
+  return 0;
+}
+
 static int
 copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *rel,
            const struct stat *st, uint32_t uid, uint32_t gid, struct sbx_err *err)
@@ -278,21 +390,8 @@ copy_file (struct img_copy *x, int sfd, int dfd, const char *name, const char *r
       = x->dry ? -1 : openat (dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (out < 0 && !x->dry)
     return sbx_err_sys (err, "create '%s'", rel);
-  static __thread char buf[1 << 17];
-  for (;;)
-    {
-      ssize_t n = read (in, buf, sizeof buf);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        return sbx_err_sys (err, "read '%s'", rel);
-      if (n == 0)
-        break;
-      img_hash_update (x->hash, buf, (size_t) n);
-      if (out >= 0 && sbx_write_all (out, buf, (size_t) n) < 0)
-        return sbx_err_sys (err, "write '%s'", rel);
-      x->bytes += (uint64_t) n;
-    }
+  if (copy_bytes (x, in, out, st->st_size, rel, err) < 0)
+    return -1;
   if (copy_xattrs_hash (in, out, x->hash, err) < 0
       || (out >= 0 && set_attrs_fd (out, st, uid, gid, err) < 0))
     return sbx_err_wrap (err, "'%s'", rel);
