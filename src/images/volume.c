@@ -1,6 +1,7 @@
 /* Volumes: named, size-bounded, persistent filesystems that sandboxes mount.
  *
- * Each volume is a sparse file <state_dir>/volumes/<name>.img holding an ext4 filesystem
+ * Each volume is a file <state_dir>/volumes/<name>.img (its whole size reserved on the
+ * host's disk by fallocate) holding an ext4 filesystem
  * made by mkfs.ext4 (root directory owned by 0:0, no reserved blocks), attached to a free
  * loop device (LOOP_CONFIGURE with autoclear, so the device goes away with the last
  * mount) and mounted nosuid,nodev on <state_dir>/volumes/<name> in sbxd's mount
@@ -20,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,7 +88,28 @@ img_volume_create (const char *state_dir, const char *name, uint64_t size_mb,
   cleanup_close int fd = open (img, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return sbx_err_sys (err, "create '%s'", img);
-  if (ftruncate (fd, (off_t) (size_mb << 20)) < 0)
+  /* The whole size is reserved on the host's disk now (unwritten extents: no data is
+   * written). A sparse file let the volumes promise more than the disk has: a sandbox
+   * filling its volume, within its size, filled the host's disk (the state directory,
+   * sbxd's database, every layer). The free space is checked first, so a volume that
+   * cannot fit never takes the disk's last blocks while fallocate finds out. */
+  struct statvfs sv;
+  off_t bytes = (off_t) (size_mb << 20);
+  if (fstatvfs (fd, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < (uint64_t) bytes)
+    {
+      unlink (img);
+      return sbx_err_set (err, SBX_E_INVALID, ENOSPC,
+                          "size_mb: the host has %llu MiB free for volumes",
+                          (unsigned long long) ((uint64_t) sv.f_bavail * sv.f_frsize >> 20));
+    }
+  int r = fallocate (fd, 0, 0, bytes);
+  if (r < 0 && errno == EOPNOTSUPP)
+    {
+      LOG_WARN ("volume '%s': the state directory's filesystem cannot reserve space; the "
+                "volume is a sparse file", name);
+      r = ftruncate (fd, bytes);
+    }
+  if (r < 0)
     {
       sbx_err_sys (err, "size '%s'", img);
       unlink (img);

@@ -4,6 +4,7 @@ forged overlay and capability xattrs, setuid files, and hostile tar uploads."""
 import io
 import os
 import pathlib
+import shutil
 import stat
 import tarfile
 import zlib
@@ -212,6 +213,26 @@ def test_gzip_bomb_is_bounded_by_the_sandboxs_disk(isbxd):
     sh(d, sid, "rm -rf /bomb && echo ok > /root/after && cat /root/after")
     assert d.get("/health").status_code == 200
     d.post("/sandbox/terminate", {"sandbox_id": sid})
+
+
+def test_volume_space_is_reserved_on_the_host(isbxd):
+    """A volume's whole size is taken from the host's disk when it is made: a sparse image
+    let volumes promise more than the disk has, and a sandbox filling its own volume filled
+    the host. A volume larger than the free space is refused without touching the disk."""
+    d = isbxd
+    assert d.post("/volume/create", {"name": "reserved", "size_mb": 64}).status_code == 200
+    vols = pathlib.Path(d.state_dir) / "volumes"
+    st = os.stat(vols / "reserved.img")
+    assert st.st_size == 64 << 20 and st.st_blocks * 512 >= 64 << 20, st
+    free_mb = shutil.disk_usage(d.state_dir).free >> 20
+    r = d.post("/volume/create", {"name": "toobig", "size_mb": free_mb + 1024})
+    assert r.status_code == 400, r.text
+    if free_mb + 1024 <= 1 << 20:  # else the size bound refuses it first
+        assert "free for volumes" in r.json()["error"]["message"], r.text
+    assert not (vols / "toobig.img").exists()
+    assert d.get("/volume/toobig").status_code == 404
+    assert shutil.disk_usage(d.state_dir).free >> 20 > free_mb - 512
+    assert d.post("/volume/delete", {"name": "reserved"}).status_code == 200
 
 
 def test_entries_swapped_for_host_symlinks_during_snapshots(isbxd):
