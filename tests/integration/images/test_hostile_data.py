@@ -7,6 +7,8 @@ import pathlib
 import shutil
 import stat
 import tarfile
+import time
+import uuid
 import zlib
 
 import requests
@@ -282,3 +284,45 @@ def test_entries_swapped_for_host_symlinks_during_snapshots(isbxd):
         assert not os.path.lexists(lay / "swd" / "shadow") or os.path.islink(lay / "swd")
     d.post("/sandbox/terminate", {"sandbox_id": sid})
     assert ("sw", "absent") not in seen, seen  # renamed over: it always exists
+
+
+def test_a_build_with_its_kept_capabilities_makes_no_power_for_others(isbxd):
+    """A build step keeps CAP_CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETUID, SETGID... in its
+    own user namespace: it can make setuid-root files, but no device nodes, no file
+    capabilities, no trusted.* xattrs, no mounts, no network; it sees no host file; what
+    it makes is data in a layer that every sandbox mounts nosuid."""
+    marker = uuid.uuid4().hex
+    setx = "python3 -c \"import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())\""
+    probe = ("p() { if sh -c \"$2\" >/dev/null 2>&1; then echo \"$1 yes\"; else echo \"$1 no\"; fi; } ;"
+             f" : {marker};"
+             " p chown 'touch /b/o && chown 4242:4242 /b/o' ;"
+             " p setuid 'cp /usr/bin/id /b/suid && chmod 4755 /b/suid && test -u /b/suid' ;"
+             " p mknod 'mknod /b/null c 1 3' ;"
+             " p whiteout 'mknod /b/wh c 0 0' ;"
+             f" p fcap '{setx} /b/suid security.capability xxxxxxxxxxxxxxxxxxxx' ;"
+             f" p trusted '{setx} /b trusted.overlay.opaque y' ;"
+             " p mount 'mount -t tmpfs t /mnt' ;"
+             " p net 'python3 -c \"import socket; socket.create_connection((\\\"1.1.1.1\\\", 53), 2)\"' ;"
+             " p hostfs 'test -e /run/sbx || grep -q sbxd /proc/1/cmdline' ;"
+             " p chown_out 'chown 70000 /b/o'")
+    spec = {"base": "python:3.11", "run_commands": ["mkdir /b", "{ " + probe + " ; } > /b/probe"]}
+    r = isbxd.post("/image/build", spec)
+    assert r.status_code in (200, 202), r.text
+    img = r.json()["image_id"]
+    deadline = time.monotonic() + 600
+    while (j := isbxd.get(f"/image/{img}").json())["status"] == "building":
+        assert time.monotonic() < deadline, j
+        time.sleep(0.2)
+    assert j["status"] == "ready", j
+    sid = isbxd.create(image=img)
+    got = dict(l.split() for l in sh(isbxd, sid, "cat /b/probe")["stdout"].splitlines())
+    assert got == {"chown": "yes", "setuid": "yes", "mknod": "no", "whiteout": "no", "fcap": "no",
+                   "trusted": "no", "mount": "no", "net": "no", "hostfs": "no",
+                   "chown_out": "no"}, got
+    assert sh(isbxd, sid, "stat -c '%u %a' /b/o /b/suid")["stdout"] == "4242 644\n0 4755\n"
+    lay = layer_dir(isbxd, img)
+    assert "security.capability" not in os.listxattr(lay / "b" / "suid", follow_symlinks=False)
+    nosuid = "awk '$5 == \"/\" {print $6}' /proc/self/mountinfo | tr , '\\n' | grep -x nosuid"
+    assert sh(isbxd, sid, nosuid)["stdout"] == "nosuid\n"
+    isbxd.post("/sandbox/terminate", {"sandbox_id": sid})
+    isbxd.post("/image/delete", {"image_id": img})
