@@ -156,6 +156,61 @@ test_copy_upper (void **state)
   close (up);
 }
 
+/* A file of 64 MiB with 4 bytes of data: the copy takes blocks only for the data, reads
+ * back the same bytes, and hashes the same as a file whose zeros were written. */
+static void
+make_big (const char *rel, int written_zeros)
+{
+  char p[PATH_MAX];
+  path (p, rel);
+  int fd = open (p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  assert_true (fd >= 0);
+  if (written_zeros)
+    {
+      static char z[1 << 20];
+      for (int i = 0; i < 64; i++)
+        assert_int_equal (write (fd, z, sizeof z), (ssize_t) sizeof z);
+    }
+  else
+    assert_int_equal (ftruncate (fd, 64 << 20), 0);
+  assert_int_equal (pwrite (fd, "tail", 4, 40 << 20), 4);
+  struct timespec ts[2] = { { 1000, 0 }, { 1000, 0 } };
+  assert_int_equal (futimens (fd, ts), 0);
+  close (fd);
+}
+
+static void
+test_copy_sparse (void **state)
+{
+  mkd ("s1");
+  mkd ("s2");
+  make_big ("s1/big", 0);
+  make_big ("s2/big", 1);
+  int s1 = dfd ("s1"), s2 = dfd ("s2");
+  char h1[65], h2[65];
+  hash_of (s1, 0, "c1", h1);
+  hash_of (s2, 0, "c2", h2);
+  assert_string_equal (h1, h2);
+  close (s1);
+  close (s2);
+  char p[PATH_MAX];
+  for (int i = 1; i <= 2; i++)
+    {
+      snprintf (p, sizeof p, "%s/c%d/big", root, i);
+      struct stat st;
+      assert_int_equal (stat (p, &st), 0);
+      assert_int_equal (st.st_size, 64 << 20);
+      assert_true (st.st_blocks * 512 <= 1 << 20);
+      int fd = open (p, O_RDONLY | O_CLOEXEC);
+      char b[8];
+      assert_int_equal (pread (fd, b, 4, 40 << 20), 4);
+      assert_memory_equal (b, "tail", 4);
+      assert_int_equal (pread (fd, b, 8, 20 << 20), 8);
+      assert_memory_equal (b, "\0\0\0\0\0\0\0\0", 8);
+      close (fd);
+    }
+}
+
 /* base: a, b/x, b/y, c/z, e;  l1 (over base): rm a, b opaque {n}, new f;  l2 (over l1):
  * rm c, new a (again), b/m, f replaced by a directory f/g */
 static void
@@ -317,6 +372,7 @@ main (void)
     }
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown (test_copy_upper, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_copy_sparse, setup, teardown),
     cmocka_unit_test_setup_teardown (test_diff_and_view, setup, teardown),
     cmocka_unit_test_setup_teardown (test_flatten_means_the_same, setup, teardown),
     cmocka_unit_test (test_volume_targets),
