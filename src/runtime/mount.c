@@ -208,6 +208,8 @@ rt_mount_masks (const struct rt_child *c)
     { "new/proc/tty/driver", 1 },    { "new/sys/firmware", 1 },
     { "new/sys/kernel/debug", 1 },   { "new/sys/kernel/security", 1 },
     { "new/sys/devices/virtual/powercap", 1 },
+    /* loop devices' backing_file: the host paths of every volume image (any sandbox's) */
+    { "new/sys/devices/virtual/block", 1 },
   };
   static const char *const readonly[] = {
     "new/proc/bus", "new/proc/fs", "new/proc/irq", "new/proc/sys",

@@ -142,3 +142,22 @@ def test_a_sandbox_cannot_use_up_the_hosts_inotify_or_mqueue_budget():
     finally:
         holder.send_signal(signal.SIGTERM)
         holder.wait(timeout=30)
+
+
+def test_loop_devices_do_not_show_host_paths(tmp_path):
+    # Volumes are ext4 images on loop devices, and sysfs is not namespaced for block
+    # devices: /sys/block/loopN/loop/backing_file showed any sandbox the host path of
+    # every volume image (names of other sandboxes' volumes included).
+    img = tmp_path / "secret-volume-name.img"
+    img.write_bytes(b"\0" * (1 << 20))
+    dev = subprocess.run(["losetup", "--find", "--show", str(img)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    try:
+        name = os.path.basename(dev)
+        r = sbx_run(["/bin/sh", "-c", f"cat /sys/block/{name}/loop/backing_file "
+                     f"/sys/class/block/{name}/loop/backing_file; echo end; "
+                     "ls /sys/devices/virtual/block"], text=True)
+        assert "secret-volume-name" not in r.stdout + r.stderr, r.stdout
+        assert r.stdout.split() == ["end"], r.stdout  # nothing read, the directory empty
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
