@@ -9,7 +9,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+
+/* One open HTTP connection, for idle eviction (see on_connection). */
+struct conn_slot {
+  struct conn_slot *prev, *next;
+  int fd;
+  int busy;          /* a request is being answered (or its body streams into a sandbox) */
+  int evicted;       /* shut down by us; MHD closes it shortly */
+  int64_t idle_ns;   /* since when it is idle (accepted, or its last request completed) */
+};
 
 struct srv_http {
   struct MHD_Daemon *d;
@@ -17,7 +27,22 @@ struct srv_http {
   pthread_mutex_t lock;
   pthread_cond_t idle;
   int active; /* requests begun and not yet completed (response sent or connection gone) */
+  struct conn_slot *conns; /* every open connection, under lock */
+  int n_conns;             /* of them, not evicted */
 };
+
+/* MHD refuses connections past its own limit at once, and an idle one costs a client
+ * nothing to hold open: with thread-per-connection sbxd, connection_limit idle or
+ * half-sent connections locked every other client out until they timed out (120 s), and
+ * again as soon as they were reopened. So connection_limit is kept by evicting: a
+ * connection past it shuts down the one idle the longest (no request being answered:
+ * between keep-alive requests, still sending its headers or its JSON body, as a
+ * slowloris client does), which a client must expect of any keep-alive connection
+ * anyway. Requests being answered (execs, streams, uploads into a sandbox) are never
+ * cut. MHD's own limit
+ * is higher, for connections whose eviction is still under way and for when every
+ * connection is busy. */
+#define CONN_HEADROOM(limit) ((limit) / 8 + 16)
 
 struct req_ctx {
   enum srv_route route;
@@ -30,7 +55,86 @@ struct req_ctx {
   struct srv_upload *upload; /* PUT of a raw body, streamed to the sandbox (stream.c) */
   const char *url;           /* MHD's, valid for the whole request */
   const char *method;        /* likewise */
+  struct srv_http *h;
 };
+
+static struct conn_slot *
+conn_slot_of (struct MHD_Connection *c)
+{
+  const union MHD_ConnectionInfo *ci
+      = MHD_get_connection_info (c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+/* A request begins (busy) or completed (idle again) on connection c. */
+static void
+conn_set_busy (struct srv_http *h, struct MHD_Connection *c, int busy)
+{
+  struct conn_slot *slot = conn_slot_of (c);
+  if (!slot)
+    return;
+  pthread_mutex_lock (&h->lock);
+  slot->busy = busy;
+  slot->idle_ns = sbx_mono_ns ();
+  pthread_mutex_unlock (&h->lock);
+}
+
+/* MHD's accepting thread (STARTED) and the connection's thread (CLOSED). The slot leaves
+ * the list before MHD closes the socket, so a shutdown under the lock never reaches an
+ * fd number that was reused. */
+static void
+on_connection (void *cls, struct MHD_Connection *c, void **socket_context,
+               enum MHD_ConnectionNotificationCode code)
+{
+  struct srv_http *h = cls;
+  struct conn_slot *slot = *socket_context;
+  if (code == MHD_CONNECTION_NOTIFY_CLOSED)
+    {
+      if (!slot)
+        return;
+      pthread_mutex_lock (&h->lock);
+      if (slot->prev)
+        slot->prev->next = slot->next;
+      else
+        h->conns = slot->next;
+      if (slot->next)
+        slot->next->prev = slot->prev;
+      if (!slot->evicted)
+        h->n_conns--;
+      pthread_mutex_unlock (&h->lock);
+      free (slot);
+      *socket_context = NULL;
+      return;
+    }
+  const union MHD_ConnectionInfo *ci
+      = MHD_get_connection_info (c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci || !(slot = calloc (1, sizeof *slot)))
+    return; /* not tracked: never evicted */
+  slot->fd = ci->connect_fd;
+  slot->idle_ns = sbx_mono_ns ();
+  *socket_context = slot;
+  pthread_mutex_lock (&h->lock);
+  slot->next = h->conns;
+  if (h->conns)
+    h->conns->prev = slot;
+  h->conns = slot;
+  struct conn_slot *victim = NULL;
+  if (++h->n_conns > h->srv->cfg.connection_limit)
+    for (struct conn_slot *o = slot->next; o; o = o->next)
+      if (!o->busy && !o->evicted && (!victim || o->idle_ns < victim->idle_ns))
+        victim = o;
+  if (victim)
+    {
+      /* Its thread sees the end of the stream and closes it. */
+      victim->evicted = 1;
+      h->n_conns--;
+      shutdown (victim->fd, SHUT_RDWR);
+    }
+  pthread_mutex_unlock (&h->lock);
+  if (victim)
+    LOG_DEBUG ("http: %d connections: closed the one idle the longest",
+               h->srv->cfg.connection_limit);
+}
 
 /* With authentication on, browsers may call sbxd: the payment headers must be allowed in
  * and readable out (../shared/x402/x402.md section 8). */
@@ -46,6 +150,7 @@ static enum MHD_Result
 send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
             struct req_ctx *ctx)
 {
+  conn_set_busy (ctx->h, c, 1);
   srv_metrics_reply (ctx->route, r->status, r->body);
   if (r->stream && r->status == 200 && !r->body)
     return srv_stream_queue (c, r, method, url, ctx->start_ns, ctx->cors);
@@ -301,6 +406,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
         return MHD_NO;
       ctx->start_ns = sbx_mono_ns ();
       *con_cls = ctx;
+      ctx->h = h;
       pthread_mutex_lock (&h->lock);
       h->active++;
       pthread_mutex_unlock (&h->lock);
@@ -375,6 +481,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
                                 MHD_lookup_connection_value (c, MHD_GET_ARGUMENT_KIND, "mode"),
                                 &ctx->upload, &ur) < 0)
             return send_reply (c, &ur, method, url, ctx);
+          conn_set_busy (h, c, 1); /* a sandbox is taking the body */
         }
       return MHD_YES;
     }
@@ -423,6 +530,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
     }
   if (ctx->done)
     return MHD_YES;
+  conn_set_busy (h, c, 1); /* the whole request is in: it is being answered */
   if (ctx->too_large)
     return send_error (c, 413, "payload_too_large",
                        "request body larger than 10 MB (10485760 bytes)", method, url, ctx);
@@ -459,6 +567,7 @@ on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
       if (--h->active == 0)
         pthread_cond_broadcast (&h->idle);
       pthread_mutex_unlock (&h->lock);
+      conn_set_busy (h, c, 0);
     }
   *con_cls = NULL;
 }
@@ -510,9 +619,12 @@ srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
   h->d = MHD_start_daemon (flags, s->cfg.port, NULL, NULL, on_request, h,
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
-                           MHD_OPTION_CONNECTION_LIMIT, (unsigned) s->cfg.connection_limit,
+                           MHD_OPTION_CONNECTION_LIMIT,
+                           (unsigned) (s->cfg.connection_limit
+                                       + CONN_HEADROOM (s->cfg.connection_limit)),
                            MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                           MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                            MHD_OPTION_END);
   if (!h->d)
     {
