@@ -39,9 +39,8 @@ struct srv_http {
  * between keep-alive requests, still sending its headers or its JSON body, as a
  * slowloris client does), which a client must expect of any keep-alive connection
  * anyway. Requests being answered (execs, streams, uploads into a sandbox) are never
- * cut. MHD's own limit
- * is higher, for connections whose eviction is still under way and for when every
- * connection is busy. */
+ * cut. MHD's own limit is higher, for connections whose eviction is still under way and
+ * for when every connection is busy. */
 #define CONN_HEADROOM(limit) ((limit) / 8 + 16)
 
 struct req_ctx {
