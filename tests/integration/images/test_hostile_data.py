@@ -13,30 +13,7 @@ import zlib
 
 import requests
 
-
-def sh(d, sid, cmd, ok=True):
-    r = d.exec(sid, ["/bin/sh", "-c", cmd])
-    assert r.status_code == 200, r.text
-    j = r.json()
-    if ok:
-        assert j["exit_code"] == 0, j
-    return j
-
-
-def snapshot(d, sid):
-    r = d.post("/sandbox/snapshot", {"sandbox_id": sid})
-    assert r.status_code == 200, r.text
-    return r.json()["image_id"]
-
-
-def diff(d, sid, since=None):
-    body = {"sandbox_id": sid}
-    if since:
-        body["since"] = since
-    r = d.post("/sandbox/diff", body)
-    assert r.status_code == 200, r.text
-    j = r.json()
-    return j["created"], j["modified"], j["deleted"]
+from .test_snapshots import diff, sh, snapshot
 
 
 def layer_dir(d, img):

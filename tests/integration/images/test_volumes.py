@@ -1,14 +1,6 @@
 """Volumes against a real sbxd: shared by sandboxes, persistent after they end, bounded,
 owned by root inside, and mounted only where it is safe."""
-
-
-def sh(d, sid, cmd, ok=True):
-    r = d.exec(sid, ["/bin/sh", "-c", cmd])
-    assert r.status_code == 200, r.text
-    j = r.json()
-    if ok:
-        assert j["exit_code"] == 0, j
-    return j
+from .test_snapshots import sh
 
 
 def test_volume_shared_and_persistent(isbxd):
