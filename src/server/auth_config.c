@@ -91,6 +91,14 @@ srv_config_money_key (struct srv_config *c, const char *key, json_t *v, struct s
         return sbx_err_wrap (err, "config pricing");
       return 1;
     }
+  if (!strcmp (key, "queue_settlements"))
+    {
+      if (!json_is_boolean (v))
+        return sbx_err_set (err, SBX_E_INVALID, 0,
+                            "config queue_settlements: expected true or false");
+      c->queue_settlements = json_is_true (v);
+      return 1;
+    }
   int (*set) (struct srv_config *, const char *, struct sbx_err *) = NULL;
   if (!strcmp (key, "auth"))
     set = srv_config_set_auth;
@@ -115,9 +123,18 @@ srv_config_money_check (const struct srv_config *c, struct sbx_err *err)
   if ((c->auth & SRV_AUTH_X402) && !c->has_pay_to)
     return sbx_err_set (err, SBX_E_INVALID, 0,
                         "x402 needs a pay-to address (--pay-to or \"pay_to\" in the config)");
+  /* Without a facilitator nothing checks a payer's funds before a call runs: refused
+   * unless the operator says so, since any freshly made address would get compute. */
+  if ((c->auth & SRV_AUTH_X402) && !c->facilitator[0] && !c->queue_settlements)
+    return sbx_err_set (err, SBX_E_INVALID, 0,
+                        "x402 without --facilitator would run every call for any signed "
+                        "payment, funded or not (payments only queue for `sbx admin "
+                        "settlements submit`): give --facilitator URL, or --queue-settlements "
+                        "to accept that (docs/payments.md)");
   if ((c->auth & SRV_AUTH_X402) && !c->facilitator[0])
-    LOG_WARN ("x402 without --facilitator: payments are queued unchecked against the chain, "
-              "so an address without funds gets every call run (its settlement fails later); "
-              "use this only with callers you trust (docs/payments.md)");
+    LOG_WARN ("x402 without --facilitator (--queue-settlements): payments are queued unchecked "
+              "against the chain, so an address without funds gets every call run (its "
+              "settlement fails later); use this only with callers you trust "
+              "(docs/payments.md)");
   return 0;
 }

@@ -39,12 +39,14 @@ usage (FILE *f)
            "  --auth MODE            off (default), api_key, x402 or api_key,x402\n"
            "  --pay-to 0xADDRESS     x402: where payments go (EIP-55 checked)\n"
            "  --network NAME         x402: base (default) or base-sepolia\n"
-           "  --facilitator URL      x402: settle through URL/settle (default: queue)\n"
+           "  --facilitator URL      x402: verify and settle through URL (required, unless:)\n"
+           "  --queue-settlements    x402 without a facilitator: queue payments for `sbx admin\n"
+           "                         settlements submit`; runs calls for unfunded payers too\n"
            "  -h, --help\n");
 }
 
 enum { O_LISTEN = 1, O_STATE, O_CONFIG, O_MAX_SB, O_MAX_OUT, O_LOG, O_INIT, O_NO_PREP,
-       O_AUTH, O_PAY_TO, O_NETWORK, O_FACILITATOR, O_POOL_SIZE, O_POOL_AGE };
+       O_AUTH, O_PAY_TO, O_NETWORK, O_FACILITATOR, O_QUEUE, O_POOL_SIZE, O_POOL_AGE };
 static const struct option opts[] = {
   { "listen", required_argument, NULL, O_LISTEN },
   { "state-dir", required_argument, NULL, O_STATE },
@@ -58,6 +60,7 @@ static const struct option opts[] = {
   { "pay-to", required_argument, NULL, O_PAY_TO },
   { "network", required_argument, NULL, O_NETWORK },
   { "facilitator", required_argument, NULL, O_FACILITATOR },
+  { "queue-settlements", no_argument, NULL, O_QUEUE },
   { "pool-size", required_argument, NULL, O_POOL_SIZE },
   { "pool-max-age", required_argument, NULL, O_POOL_AGE },
   { "help", no_argument, NULL, 'h' },
@@ -128,6 +131,9 @@ parse_args (int argc, char **argv, struct srv_config *c, struct sbx_err *err)
         case O_FACILITATOR:
           if (srv_config_set_facilitator (c, optarg, err) < 0)
             return -1;
+          break;
+        case O_QUEUE:
+          c->queue_settlements = 1;
           break;
         case O_POOL_SIZE:
         case O_POOL_AGE:

@@ -68,6 +68,7 @@ struct srv_config {
   uint8_t pay_to[20];         /* x402 recipient */
   int has_pay_to;
   char facilitator[512];      /* x402 facilitator base URL; "": settlements queue */
+  int queue_settlements;      /* x402 without a facilitator accepted (runs unfunded calls) */
   struct bill_pricing pricing;
   /* warm pool (pool.c, docs/api.md "Warm pool") */
   int pool_size;              /* members for the default image and resources; 0: none */

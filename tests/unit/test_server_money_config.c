@@ -93,9 +93,16 @@ test_config_file_and_check (void **state)
   assert_non_null (strstr (err.msg, "pay-to"));
   assert_int_equal (srv_config_set_pay_to (&c, "0x209693bc6afc0c5328ba36faf03c514ef312287c", &err), 0);
   assert_int_equal (srv_config_money_check (&c, &err), 0);
+  /* without a facilitator only when the operator accepts unchecked (queued) payments */
+  c.facilitator[0] = '\0';
+  assert_int_equal (srv_config_money_check (&c, &err), -1);
+  assert_non_null (strstr (err.msg, "--queue-settlements"));
+  c.queue_settlements = 1;
+  assert_int_equal (srv_config_money_check (&c, &err), 0);
   /* bad values in the file are errors, and so is a bad pricing object */
   const char *bad[] = { "{\"auth\":1}", "{\"pay_to\":\"0x12\"}", "{\"pricing\":{\"exec\":0.5}}",
-                        "{\"pricing\":[]}", "{\"network\":\"mainnet\"}" };
+                        "{\"pricing\":[]}", "{\"network\":\"mainnet\"}",
+                        "{\"queue_settlements\":\"yes\"}" };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     {
       fd = open (path, O_WRONLY | O_TRUNC | O_CLOEXEC);

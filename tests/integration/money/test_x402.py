@@ -4,10 +4,13 @@ facilitator; crafted payments (wrong amount, wrong pay-to, expired, bad signatur
 are refused with 402 and a reason; ownership holds between payers."""
 import base64
 import json
+import subprocess
 import time
 
 import pytest
 import requests
+
+from conftest import SBXD
 
 from .conftest import KEYS, PAY_TO, StripV2Proxy, admin, b64json, pay, sign
 
@@ -244,8 +247,19 @@ def test_failed_settlement_rolls_back_the_create(x402d, x402_client):
     assert [c["state"] for c in u["charges"]] == ["refunded"]
 
 
+def test_without_facilitator_sbxd_needs_queue_settlements(python_image, tmp_path):
+    # Queued payments are checked against nothing on the chain: any new address would get
+    # every call run. sbxd refuses to start that way unless the operator says so.
+    r = subprocess.run([str(SBXD), "--auth", "x402", "--pay-to", PAY_TO, "--state-dir",
+                        str(tmp_path), "--no-prepare-image", "--listen", "127.0.0.1:1",
+                        "--pool-size", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, r
+    assert "--queue-settlements" in r.stderr, r.stderr
+
+
 def test_without_facilitator_payments_queue(money_sbxd, x402_client, facilitator):
-    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO)
+    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--queue-settlements")
     res = pay(x402_client, d.url + "/v1/sandbox/create", CREATE, "a")
     assert res["final"]["status"] == 200
     d.created.append(res["final"]["body"]["sandbox_id"])
