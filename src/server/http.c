@@ -39,9 +39,8 @@ struct srv_http {
  * between keep-alive requests, still sending its headers or its JSON body, as a
  * slowloris client does), which a client must expect of any keep-alive connection
  * anyway. Requests being answered (execs, streams, uploads into a sandbox) are never
- * cut. MHD's own limit is higher, for connections whose eviction is still under way and
- * for when every connection is busy. */
-#define CONN_HEADROOM(limit) ((limit) / 8 + 16)
+ * cut. MHD's own limit is higher (SRV_CONN_HARD_LIMIT), for connections whose eviction is
+ * still under way and for when every connection is busy. */
 
 struct req_ctx {
   enum srv_route route;
@@ -619,8 +618,7 @@ srv_http_start (struct srv *s, struct srv_http **out, struct sbx_err *err)
                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                            MHD_OPTION_CONNECTION_LIMIT,
-                           (unsigned) (s->cfg.connection_limit
-                                       + CONN_HEADROOM (s->cfg.connection_limit)),
+                           (unsigned) SRV_CONN_HARD_LIMIT (s->cfg.connection_limit),
                            MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout,
                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,

@@ -192,7 +192,8 @@ raise_nofile (const struct srv_config *c)
     }
   if (rl.rlim_cur == RLIM_INFINITY)
     return;
-  uint64_t fixed = (uint64_t) c->connection_limit * FDS_PER_CONNECTION + FDS_BASE;
+  uint64_t fixed
+      = (uint64_t) SRV_CONN_HARD_LIMIT (c->connection_limit) * FDS_PER_CONNECTION + FDS_BASE;
   uint64_t need = (uint64_t) c->max_sandboxes * FDS_PER_SANDBOX + fixed;
   if (need > rl.rlim_cur)
     {
@@ -202,7 +203,7 @@ raise_nofile (const struct srv_config *c)
                 "needs CAP_SYS_RESOURCE): about %llu sandboxes fit, creates past that fail "
                 "with \"Too many open files\"",
                 c->max_sandboxes, (unsigned long long) need, FDS_PER_SANDBOX,
-                (unsigned long long) fixed, c->connection_limit,
+                (unsigned long long) fixed, SRV_CONN_HARD_LIMIT (c->connection_limit),
                 (unsigned long long) rl.rlim_cur, (unsigned long long) fit);
     }
 }

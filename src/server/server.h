@@ -49,6 +49,10 @@ struct srv_pool_key {
   int size;
 };
 
+/* Connections libmicrohttpd may hold for a connection_limit of n: more than n, for the
+ * ones whose eviction is under way and for when every connection is busy (http.c). */
+#define SRV_CONN_HARD_LIMIT(n) ((n) + (n) / 8 + 16)
+
 struct srv_config {
   char listen_host[64];
   uint16_t port;
@@ -59,7 +63,7 @@ struct srv_config {
   uint32_t max_cpu_millis;    /* upper bound of create.cpu */
   uint64_t max_memory_mb;     /* upper bound of create.memory */
   int log_level;
-  int connection_limit;       /* concurrent HTTP connections */
+  int connection_limit;       /* concurrent HTTP connections (idle ones past it evicted) */
   unsigned connection_timeout;/* idle seconds before MHD drops a connection */
   int prepare_image;          /* resolve (build) the default image at start */
   /* money (auth_config.c, docs/payments.md) */
