@@ -2,7 +2,8 @@
  * ID:PATH (an absolute path inside sandbox ID), the other a local path or "-" (stdin /
  * stdout; a single file). Files go through GET/PUT /sandbox/{id}/files (streamed: any
  * size, bytes exact, the mode is kept), directories as tar through /sandbox/{id}/archive
- * with the local tar. */
+ * with the local tar (extracting as the caller: no owners, setuid bits or devices from
+ * the sandbox). */
 #include "cli.h"
 
 #include <curl/curl.h>
@@ -10,7 +11,9 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -180,8 +183,15 @@ tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
       close (p[1]);
       if (create)
         execlp ("tar", "tar", "-c", "-f", "-", "-C", dir, ".", (char *) NULL);
-      else
-        execlp ("tar", "tar", "-x", "-f", "-", "-C", dir, (char *) NULL);
+      /* The archive is the sandbox's: its tar made it, or whatever its code put in that
+       * tar's place. As root, GNU tar would give the files the archive's owners and
+       * setuid bits and create its device nodes, here on the host: the files become
+       * ours, without setuid/setgid, and creating a device fails (CAP_MKNOD dropped
+       * from the bounding set, so tar's exec cannot regain it). */
+      if (geteuid () == 0 && prctl (PR_CAPBSET_DROP, CAP_MKNOD, 0, 0, 0) < 0)
+        _exit (127);
+      execlp ("tar", "tar", "-x", "--no-same-owner", "--no-same-permissions", "-f", "-", "-C",
+              dir, (char *) NULL);
       _exit (127);
     }
   close (create ? p[1] : p[0]);

@@ -104,3 +104,39 @@ def test_cp_files_and_directories(sbxd, sid, tmp_path):
     assert r.returncode == 1 and not (tmp_path / "nope").exists()
     r = sbx(sbxd, "cp", "a", "b")
     assert r.returncode == 2
+
+
+_FAKE_TAR = r"""#!/usr/bin/python3
+import io, sys, tarfile
+# What code in a sandbox can make its own tar emit: a setuid-root program, a file of
+# another owner and a device node.
+out = tarfile.open(fileobj=sys.stdout.buffer, mode="w|")
+for name, kind, mode, uid in (("./suid", tarfile.REGTYPE, 0o4755, 0),
+                              ("./theirs", tarfile.REGTYPE, 0o644, 4321),
+                              ("./disk", tarfile.BLKTYPE, 0o666, 0)):
+    t = tarfile.TarInfo(name)
+    t.type, t.mode, t.uid, t.gid = kind, mode, uid, uid
+    if kind == tarfile.BLKTYPE:
+        t.devmajor, t.devminor = 7, 0
+        out.addfile(t)
+    else:
+        t.size = 4
+        out.addfile(t, io.BytesIO(b"data"))
+out.close()
+"""
+
+
+def test_cp_out_of_a_sandbox_keeps_its_archive_powerless(sbxd, sid, tmp_path):
+    # The sandbox decides what its archive holds (here its own tar is replaced). Extracted
+    # by sbx cp as host root, it made a setuid-root program, a file owned by another uid
+    # and a device node on the host.
+    w = {"sandbox_id": sid, "path": "/usr/local/bin/tar", "content": _FAKE_TAR, "mode": "0755"}
+    assert sbxd.post("/sandbox/files/write", w).status_code == 200
+    assert sbxd.exec(sid, ["mkdir", "-p", "/work/evil"]).json()["exit_code"] == 0
+    out = tmp_path / "evil"
+    r = sbx(sbxd, "cp", f"{sid}:/work/evil", str(out))
+    assert not (out / "disk").exists(), r.stderr  # tar reports the refused device
+    for name in ("suid", "theirs"):
+        st = (out / name).stat()
+        assert st.st_uid == os.geteuid(), (name, st.st_uid)
+        assert not st.st_mode & 0o6000, (name, oct(st.st_mode))
