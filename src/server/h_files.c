@@ -241,6 +241,13 @@ file_op (struct srv *s, enum srv_route route, json_t *body, struct srv_reply *r)
           proto_msg_free (&info);
           break;
         }
+      if (f.type == PROTO_FILE_INFO && entries && json_array_size (entries) >= INSIDE_LIST_MAX)
+        {
+          proto_msg_free (&info);
+          srv_reply_error (r, SBX_E_EXEC_FAILED,
+                           "the sandbox agent sent more listing entries than the limit");
+          goto done;
+        }
       if (f.type == PROTO_FILE_INFO && entries && info.path2)
         {
           char full[SRV_PATH_MAX * 2];

@@ -290,6 +290,13 @@ proc_output (struct srv *s, json_t *body, struct srv_reply *r)
         goto done;
       if (f.type == PROTO_EXEC_STDOUT || f.type == PROTO_EXEC_STDERR)
         {
+          /* The agent sends at most MAX_BYTES of each stream. */
+          if (data[f.type == PROTO_EXEC_STDERR].len + f.len > (uint64_t) max_bytes)
+            {
+              srv_reply_error (r, SBX_E_EXEC_FAILED,
+                               "the sandbox agent sent more output than max_bytes");
+              goto done;
+            }
           if (proto_buf_append (&data[f.type == PROTO_EXEC_STDERR], f.payload, f.len) < 0)
             {
               srv_reply_error (r, SBX_E_INTERNAL, "out of memory");
@@ -491,6 +498,12 @@ proc_list (struct srv *s, json_t *body, struct srv_reply *r)
         goto done;
       if (f.type == PROTO_DONE)
         break;
+      if (json_array_size (arr) >= INSIDE_PROCS_MAX)
+        {
+          srv_reply_error (r, SBX_E_EXEC_FAILED,
+                           "the sandbox agent sent more processes than the limit");
+          goto done;
+        }
       struct proto_msg info;
       struct sbx_err err = { 0 };
       if (f.type != PROTO_PROC_INFO || proto_msg_decode (f.payload, f.len, &info, &err) < 0)

@@ -12,6 +12,10 @@
 #define INSIDE_KEEPALIVE_MS 10000
 #define INSIDE_STDIN_CHUNK (512u * 1024)
 #define INSIDE_ERR_KEEP 4096 /* tar's stderr kept for an error message or the log */
+/* What sbxd takes from an agent for one answer (docs/protocol.md, "Limits"): the agent's
+ * own limits, so an agent taken over by the sandbox cannot make sbxd's memory grow. */
+#define INSIDE_LIST_MAX 20000 /* FILE_INFO frames of a listing */
+#define INSIDE_PROCS_MAX 1024 /* PROC_INFO frames of a process list */
 
 /* One connection to a sandbox's agent, registered like an exec (terminate cuts it). */
 struct srv_agent {
