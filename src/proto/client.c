@@ -1,11 +1,23 @@
-/* Host side: connect to an agent's socket and exchange HELLO (blocking). */
+/* Host side: connect to an agent's socket and exchange HELLO (blocking, bounded by
+ * PROTO_HELLO_TIMEOUT_MS: the agent may be hostile and never answer). */
 #include "proto.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+static int
+set_timeouts (int fd, int ms)
+{
+  struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+  if (setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0
+      || setsockopt (fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0)
+    return -1;
+  return 0;
+}
 
 int
 proto_client_connect (const char *socket_path, struct proto_reader *r, struct sbx_err *err)
@@ -21,6 +33,9 @@ proto_client_connect (const char *socket_path, struct proto_reader *r, struct sb
   cleanup_close int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return sbx_err_sys (err, "socket");
+  /* SO_SNDTIMEO bounds a unix connect (full backlog) and the send, SO_RCVTIMEO the read. */
+  if (set_timeouts (fd, PROTO_HELLO_TIMEOUT_MS) < 0)
+    return sbx_err_sys (err, "set agent socket timeouts");
   int rc;
   do
     rc = connect (fd, (struct sockaddr *) &sa, sizeof sa);
@@ -41,6 +56,9 @@ proto_client_connect (const char *socket_path, struct proto_reader *r, struct sb
 
   struct proto_frame f;
   rc = proto_read_frame (fd, r, &f, err);
+  if (rc < 0 && err && (err->sys_errno == EAGAIN || err->sys_errno == EWOULDBLOCK))
+    return sbx_err_set (err, SBX_E_TIMEOUT, EAGAIN, "agent \"%s\" sent no hello within %d ms",
+                        socket_path, PROTO_HELLO_TIMEOUT_MS);
   if (rc <= 0 && send_errno)
     {
       errno = send_errno;
@@ -67,5 +85,7 @@ proto_client_connect (const char *socket_path, struct proto_reader *r, struct sb
   if (version != PROTO_VERSION)
     return sbx_err_set (err, SBX_E_PROTO, 0, "agent \"%s\" speaks protocol %u, we speak %u",
                         socket_path, version, PROTO_VERSION);
+  if (set_timeouts (fd, 0) < 0)
+    return sbx_err_sys (err, "clear agent socket timeouts");
   return steal_fd (&fd);
 }

@@ -310,5 +310,8 @@ int proto_started_decode (const uint8_t *p, size_t n, uint32_t *pid, uint32_t *p
 /* Connect to an agent socket path and exchange HELLO. Returns a CLOEXEC fd or -1. r is
  * initialized here (do not pass a reader holding data); release it with proto_reader_free
  * after use, also after a failure. A peer answering with ERROR fails with its code and
- * message; another protocol version fails with SBX_E_PROTO. */
+ * message; another protocol version fails with SBX_E_PROTO. The connect and the HELLO
+ * exchange take at most PROTO_HELLO_TIMEOUT_MS (an agent that accepts and never answers
+ * fails with SBX_E_TIMEOUT); the socket returned has no timeouts. */
+#define PROTO_HELLO_TIMEOUT_MS 10000
 int proto_client_connect (const char *socket_path, struct proto_reader *r, struct sbx_err *err);

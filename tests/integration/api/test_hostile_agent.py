@@ -90,3 +90,16 @@ def test_broken_agent_is_an_error(hostile, sbxd, other, mode):
     assert r.status_code == 500, r.text
     assert r.json()["error"]["code"] == "exec_failed"
     fine(d, sbxd, other)
+
+
+def test_agent_without_hello_times_out(hostile, sbxd, other):
+    # An agent that accepts and never sends HELLO held the request (before it counted
+    # against the sandbox's request limit) until the sandbox ended.
+    d, sid = hostile("no_hello")
+    r = d.post("/sandbox/files/stat", {"sandbox_id": sid, "path": "/x"}, timeout=60)
+    assert r.status_code == 500, r.text
+    assert "could not reach the sandbox agent" in r.json()["error"]["message"]
+    r = d.exec(sid, ["true"], timeout=60)
+    assert r.status_code == 500, r.text
+    assert "no hello" in d.log()
+    fine(d, sbxd, other)
