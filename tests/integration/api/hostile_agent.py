@@ -103,7 +103,7 @@ def serve(c):
                           + frame(FILE_DATA, 4242, b"other") + frame(FILE_DATA, i, b"a\x00\xff")
                           + frame(DONE, i, tlv(26, 2**64 - 1)))
             elif t == EXEC_START:
-                exit_rec = tlv(1, 0) + tlv(3, 2**64 - 1)
+                exit_rec = tlv(1, 0) + tlv(3, b"\xff" * 8)  # DURATION_US: u64
                 c.sendall(frame(EXEC_STARTED, i, struct.pack(">I", 42))
                           + frame(EXEC_STDOUT, i + 1000, b"not yours")
                           + frame(EXEC_EXIT, i + 1000, exit_rec)

@@ -80,6 +80,10 @@ def test_absurd_fields_and_foreign_frames(hostile, sbxd, other):
         r = d.post(path, {"sandbox_id": sid, **body}, timeout=60)
         assert r.status_code == 200, (path, r.text)
         r.json()
+    # Output and an EXEC_EXIT of another exec id are not this exec's.
+    r = d.exec(sid, ["true"], timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["stdout_b64"] == "/wBtaW5l", r.text  # b"\xff\x00mine"
     fine(d, sbxd, other)
 
 
