@@ -27,6 +27,7 @@ srv_config_defaults (struct srv_config *c)
   c->log_level = SBX_LOG_INFO;
   c->connection_limit = 512;
   c->connection_timeout = 120;
+  c->max_unread_bytes = 512ull << 20;
   c->prepare_image = 1;
   c->network = BILL_NET_BASE;
   bill_pricing_default (&c->pricing);
@@ -180,6 +181,12 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
           if (get_uint (v, key, 0, 86400, &u, err) < 0)
             goto out;
           c->connection_timeout = (unsigned) u;
+        }
+      else if (!strcmp (key, "max_unread_mb"))
+        {
+          if (get_uint (v, key, 16, 1 << 20, &u, err) < 0)
+            goto out;
+          c->max_unread_bytes = u << 20;
         }
       else if (!strcmp (key, "prepare_image"))
         {

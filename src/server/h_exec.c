@@ -362,6 +362,21 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
+  /* A plain exec's answer is held whole until its client has read it (up to ~13 MB at the
+   * default max_output): clients that do not read could grow sbxd without bound. Past
+   * max_unread_mb of such answers, refuse before running anything. */
+  int64_t unread = __atomic_load_n (&s->unread_bytes, __ATOMIC_RELAXED);
+  if (unread > (int64_t) s->cfg.max_unread_bytes)
+    {
+      char msg[200];
+      snprintf (msg, sizeof msg,
+                "sbxd holds %lld MiB of answers its clients have not read (max_unread_mb %llu): "
+                "read them, or retry later", (long long) (unread >> 20),
+                (unsigned long long) (s->cfg.max_unread_bytes >> 20));
+      srv_reply_error (r, SBX_E_CAPACITY, msg);
+      srv_exec_req_free (&req);
+      return;
+    }
   int64_t t0 = sbx_mono_ns ();
   struct srv_sandbox *sb = req.id_valid ? srv_sandbox_get (s, req.id) : NULL;
   pthread_mutex_lock (&s->lock);

@@ -144,6 +144,24 @@ add_cors (struct MHD_Response *resp)
                            "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE");
 }
 
+/* An answer's body while libmicrohttpd holds it: counted in srv.unread_bytes until it is
+ * sent whole or its connection ends, so a plain exec can be refused before it runs while
+ * clients leave too much unread (h_exec.c). */
+struct unread {
+  struct srv *s;
+  char *txt;
+  int64_t len;
+};
+
+static void
+unread_free (void *cls)
+{
+  struct unread *u = cls;
+  __atomic_sub_fetch (&u->s->unread_bytes, u->len, __ATOMIC_RELAXED);
+  free (u->txt);
+  free (u);
+}
+
 static enum MHD_Result
 send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, const char *url,
             struct req_ctx *ctx)
@@ -166,9 +184,21 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
           txt[len] = '\0';
         }
     }
-  struct MHD_Response *resp
-      = txt ? MHD_create_response_from_buffer (len, txt, MHD_RESPMEM_MUST_FREE)
-            : MHD_create_response_from_buffer (0, (void *) "", MHD_RESPMEM_PERSISTENT);
+  struct unread *u = txt ? malloc (sizeof *u) : NULL;
+  struct MHD_Response *resp = NULL;
+  if (u)
+    {
+      *u = (struct unread) { .s = ctx->h->srv, .txt = txt, .len = (int64_t) len };
+      __atomic_add_fetch (&u->s->unread_bytes, u->len, __ATOMIC_RELAXED);
+      resp = MHD_create_response_from_buffer_with_free_callback_cls (len, txt, unread_free, u);
+      if (!resp)
+        {
+          __atomic_sub_fetch (&u->s->unread_bytes, u->len, __ATOMIC_RELAXED);
+          free (u);
+        }
+    }
+  else if (!txt)
+    resp = MHD_create_response_from_buffer (0, (void *) "", MHD_RESPMEM_PERSISTENT);
   if (!resp)
     {
       free (txt);

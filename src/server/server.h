@@ -65,6 +65,7 @@ struct srv_config {
   int log_level;
   int connection_limit;       /* concurrent HTTP connections (idle ones past it evicted) */
   unsigned connection_timeout;/* idle seconds before MHD drops a connection */
+  uint64_t max_unread_bytes;  /* answers sbxd holds for clients that have not read them */
   int prepare_image;          /* resolve (build) the default image at start */
   /* money (auth_config.c, docs/payments.md) */
   int auth;                   /* SRV_AUTH_* bits; 0: off, loopback only */
@@ -294,6 +295,7 @@ enum {
 };
 
 struct srv {
+  int64_t unread_bytes;       /* JSON answers queued and not yet sent whole (atomic) */
   struct srv_config cfg;
   struct store *store;
   pthread_mutex_t lock;

@@ -156,3 +156,46 @@ def test_responses_nobody_reads_are_not_buffered(factory):
         time.sleep(0.1)
     assert "cat /tmp/big" not in ps and "tar -c" not in ps, ps
     assert d.post("/sandbox/status", {"sandbox_id": sid}).json()["status"] == "running"
+
+
+def unread_exec(d, sid, cmd):
+    """Send a plain exec and never read its answer; the socket stays open."""
+    body = json.dumps({"sandbox_id": sid, "command": cmd}).encode()
+    s = connect(d, b"POST /v1/sandbox/exec HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                   b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return s
+
+
+def test_unread_exec_answers_are_bounded(factory, tmp_path):
+    """A plain exec's answer is held whole until its client reads it (about 6 bytes per
+    byte of control-character output): clients that never read grew sbxd without bound
+    (40 such answers took it to 1.1 GB). Past max_unread_mb of them sbxd refuses new
+    plain execs (503, nothing runs) and serves the rest; reading or closing frees it."""
+    cfg = tmp_path / "sbxd.json"
+    cfg.write_text(json.dumps({"max_unread_mb": 16}))
+    d = factory("--config", str(cfg), "--pool-size", "0")
+    sid = d.create()
+    # 1 MiB of \x01 escapes to 6 MiB of JSON per answer: three of them pass 16 MiB.
+    flood = "head -c 1048576 /dev/zero | tr '\\0' '\\1'"
+    socks = [unread_exec(d, sid, flood) for _ in range(4)]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            r = d.exec(sid, "echo hi")
+            if r.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "at_capacity" and "max_unread_mb 16" in err["message"], err
+        assert r.headers.get("Retry-After"), r.headers
+        assert requests.get(d.url + "/v1/health", timeout=10).status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 60
+    while d.exec(sid, "echo hi").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    r = d.exec(sid, "echo hi")
+    assert r.status_code == 200 and r.json()["stdout"] == "hi\n", r.text
