@@ -8,9 +8,10 @@ from conftest import PROBE, SBX, sbx_env
 _PROBE_SCRIPT = 'cat > /tmp/.probe && chmod 755 /tmp/.probe && exec /tmp/.probe "$@"'
 
 
-def sbx_run(cmd, opts=(), stdin=None, timeout=180, text=False):
-    """Run `sbx run -q OPTS -- CMD`; returns the CompletedProcess (bytes unless text)."""
-    r = subprocess.run([str(SBX), "run", "-q", *opts, "--", *cmd], input=stdin,
+def sbx_run(cmd, opts=(), stdin=None, timeout=180, text=False, prefix=()):
+    """Run `PREFIX sbx run -q OPTS -- CMD` (PREFIX: e.g. chrt, nice, setarch, which start
+    sbx); returns the CompletedProcess (bytes unless text)."""
+    r = subprocess.run([*prefix, str(SBX), "run", "-q", *opts, "--", *cmd], input=stdin,
                        capture_output=True, env=sbx_env(), timeout=timeout)
     if text:
         r.stdout = r.stdout.decode(errors="replace")

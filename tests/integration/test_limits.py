@@ -1,9 +1,6 @@
 """Resource limits hold, measured from inside real sandboxes (issue 2)."""
-import subprocess
-
 import pytest
 
-from conftest import SBX, sbx_env
 from sandbox_util import probe, sbx_run
 
 pytestmark = pytest.mark.usefixtures("python_image")
@@ -75,8 +72,7 @@ def test_lifetime_timeout_kills_command():
 
 def sched_inside(prefix):
     """(policy, nice) of a command in a sandbox started by `PREFIX sbx run`."""
-    r = subprocess.run([*prefix, str(SBX), "run", "-q", "--", "cat", "/proc/self/stat"],
-                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    r = sbx_run(["cat", "/proc/self/stat"], prefix=prefix, text=True)
     assert r.returncode == 0, r.stderr
     fields = r.stdout.rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is fields[0]
     return int(fields[38]), int(fields[16])  # policy (field 41), nice (field 19)
@@ -99,9 +95,7 @@ def test_positive_nice_is_inherited():
 def test_personality_is_reset():
     # `setarch -R` turns address randomization off for sbx and what it starts; the
     # sandbox must get the default personality back.
-    r = subprocess.run(["setarch", "-R", str(SBX), "run", "-q", "--", "cat",
-                        "/proc/self/personality"],
-                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    r = sbx_run(["cat", "/proc/self/personality"], prefix=["setarch", "-R"], text=True)
     assert r.returncode == 0, r.stderr
     assert int(r.stdout, 16) == 0, r.stdout
 
@@ -109,9 +103,8 @@ def test_personality_is_reset():
 def test_umask_of_the_caller_is_not_inherited():
     # Under umask 077 the sandbox's / and /dev came out 0700: unusable to any user but
     # root inside.
-    r = subprocess.run(["sh", "-c", f"umask 077; exec {SBX} run -q -- sh -c "
-                        "'stat -c %a / /dev /tmp; grep Umask /proc/self/status'"],
-                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    r = sbx_run(["sh", "-c", "stat -c %a / /dev /tmp; grep Umask /proc/self/status"],
+                prefix=["sh", "-c", 'umask 077; exec "$@"', "sh"], text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["755", "755", "1777", "Umask:", "0022"], r.stdout
 
@@ -119,9 +112,8 @@ def test_umask_of_the_caller_is_not_inherited():
 def test_realtime_and_nice_rlimits_are_zero():
     # Limits given to sbx (e.g. systemd's LimitRTPRIO= for sbxd) must not let sandboxed
     # code raise its own scheduling priority.
-    r = subprocess.run(["prlimit", "--rtprio=50", "--nice=30", str(SBX), "run", "-q", "--",
-                        "cat", "/proc/self/limits"],
-                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    r = sbx_run(["cat", "/proc/self/limits"], prefix=["prlimit", "--rtprio=50", "--nice=30"],
+                text=True)
     if "Operation not permitted" in r.stderr and "prlimit:" in r.stderr:
         pytest.skip("raising RLIMIT_RTPRIO/RLIMIT_NICE needs CAP_SYS_RESOURCE, which this "
                     "host's root lacks")
@@ -135,7 +127,6 @@ def test_realtime_and_nice_rlimits_are_zero():
 def test_realtime_io_class_is_not_inherited(cls, want):
     # ionice -c1 (real-time I/O) for sbx must not let the sandbox starve the host's disk;
     # -c3 (idle), an operator's choice of lower priority, stays.
-    r = subprocess.run(["ionice", "-c", cls, str(SBX), "run", "-q", "--", "ionice"],
-                       capture_output=True, text=True, env=sbx_env(), timeout=120)
+    r = sbx_run(["ionice"], prefix=["ionice", "-c", cls], text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == want, r.stdout
