@@ -65,9 +65,8 @@ srv_exec_drive (int fd, struct proto_reader *rd, const struct proto_buf *out,
               return 0;
             case PROTO_ERROR:
               {
-                uint32_t code;
-                if (proto_error_decode (f.payload, f.len, &code, run->agent_error,
-                                        sizeof run->agent_error, err) < 0)
+                if (proto_error_decode (f.payload, f.len, &run->agent_error_code,
+                                        run->agent_error, sizeof run->agent_error, err) < 0)
                   return -1;
                 run->agent_error_set = 1;
                 return 0;

@@ -21,6 +21,7 @@ struct srv_exec_run {
   struct proto_exec_exit exit;
   int got_exit;
   char agent_error[512];
+  uint32_t agent_error_code; /* SBX_E_* the agent gave (SBX_E_INVALID: e.g. no such cwd) */
   int agent_error_set;
 };
 

@@ -304,9 +304,22 @@ exec_in (struct srv *s, struct srv_sandbox *sb, const struct srv_exec_req *req,
   if (rc < 0 || run.d.agent_error_set)
     {
       const char *why = rc < 0 ? err.msg : run.d.agent_error;
-      LOG_ERROR ("exec in %s failed: %s", sb->id, why);
+      uint32_t code = rc < 0 ? SBX_E_EXEC_FAILED : run.d.agent_error_code;
       record (s, req, &run, why);
-      srv_reply_error (r, SBX_E_EXEC_FAILED, why);
+      /* The caller's mistakes (no such workdir) and the agent's limits are answered as a
+       * streamed exec answers them (inside_reply_agent_error), not as sbx failing. */
+      if (code == SBX_E_INVALID)
+        srv_reply_error (r, SBX_E_INVALID, why);
+      else if (code == SBX_E_CAPACITY)
+        {
+          srv_reply_http (r, 429, "too_many_requests", why);
+          r->retry_after = 1;
+        }
+      else
+        {
+          LOG_ERROR ("exec in %s failed: %s", sb->id, why);
+          srv_reply_error (r, SBX_E_EXEC_FAILED, why);
+        }
       goto done;
     }
   record (s, req, &run, NULL);

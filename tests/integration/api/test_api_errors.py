@@ -238,6 +238,21 @@ def test_exec_failed_when_sbx_itself_cannot_run_the_command(sbxd):
     sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
 
 
+def test_exec_in_a_missing_workdir_is_the_callers_error(sbxd):
+    """A workdir that does not exist is the caller's mistake: 400, as a streamed exec
+    answers it, not 500 exec_failed (which was what a plain exec said)."""
+    sid = sbxd.create()
+    for body in ({"workdir": "/no/such/dir"}, {"workdir": "/no/such/dir", "stream": True}):
+        msg = err(sbxd.exec(sid, "true", **body), 400, "invalid_request")
+        assert "chdir" in msg and "/no/such/dir" in msg, msg
+    created = sbxd.create(workdir="/gone")
+    msg = err(sbxd.exec(created, "true"), 400, "invalid_request")
+    assert "/gone" in msg, msg
+    assert sbxd.exec(created, "pwd", workdir="/").json()["stdout"] == "/\n"
+    for s in (sid, created):
+        sbxd.post("/sandbox/terminate", {"sandbox_id": s})
+
+
 def test_non_loopback_listen_is_refused(tmp_path):
     r = subprocess.run([SBXD_BIN, "--listen", "0.0.0.0:18999", "--state-dir", str(tmp_path),
                         "--no-prepare-image"], capture_output=True, text=True, timeout=30)
