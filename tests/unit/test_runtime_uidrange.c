@@ -1,5 +1,6 @@
 /* uid range slots: distinct while held, base arithmetic, freed when the lock fd closes,
- * but not while the cgroup of the sandbox that held it still has a task (a fake v1 tree). */
+ * but not while the cgroup of the sandbox that held it still has a task (a fake v1 tree);
+ * taken from the bottom first, and found above a full bottom. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,6 +130,60 @@ test_busy_until_old_cgroup_is_empty (void **state)
   close (dfd);
 }
 
+/* With few sandboxes the slots come from the bottom (whose lock files stay cached). */
+static void
+test_bottom_first (void **state)
+{
+  enum { HELD = 32 };
+  int fds[HELD];
+  char slots_dir[128];
+  snprintf (slots_dir, sizeof slots_dir, "%s/uids", dir);
+  struct sbx_err err = { 0 };
+  for (int i = 0; i < HELD; i++)
+    {
+      char id[SBX_ID_MAX];
+      uint32_t slot;
+      assert_int_equal (sbx_id_new ("sb", id), 0);
+      assert_int_equal (rt_uid_slot_claim (slots_dir, cgroot, id, &fds[i], &slot, &err), 0);
+      /* >= 1024 only after two misses in each window 64 .. 512: < 1e-6 */
+      assert_true (slot < 1024);
+    }
+  for (int i = 0; i < HELD; i++)
+    close (fds[i]);
+}
+
+/* Every slot below 8192 busy (its last sandbox still has a task): the windows all miss,
+ * and the full scan still finds a free slot above them. */
+static void
+test_full_bottom (void **state)
+{
+  enum { BUSY = 8192 };
+  char busy[SBX_ID_MAX], id[SBX_ID_MAX], path[256];
+  assert_int_equal (sbx_id_new ("sb", busy), 0);
+  assert_int_equal (sbx_id_new ("sb", id), 0);
+  snprintf (path, sizeof path, "%s/pids/sbx/%s", cgroot, busy);
+  assert_int_equal (sbx_mkdir_p (path, 0755), 0);
+  snprintf (path, sizeof path, "%s/pids/sbx/%s/cgroup.procs", cgroot, busy);
+  put (path, "4242\n");
+  char slots_dir[128];
+  snprintf (slots_dir, sizeof slots_dir, "%s/uids", dir);
+  assert_int_equal (mkdir (slots_dir, 0700), 0);
+  for (int s = 0; s < BUSY; s++)
+    {
+      snprintf (path, sizeof path, "%s/%d.lock", slots_dir, s);
+      int fd = open (path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+      assert_true (fd >= 0);
+      assert_int_equal (fsetxattr (fd, "user.sbx.sandbox", busy, strlen (busy), 0), 0);
+      close (fd);
+    }
+  struct sbx_err err = { 0 };
+  int fd = -1;
+  uint32_t slot = 0;
+  assert_int_equal (rt_uid_slot_claim (slots_dir, cgroot, id, &fd, &slot, &err), 0);
+  assert_true (slot >= BUSY && slot < RT_UID_SLOTS);
+  close (fd);
+}
+
 int
 main (void)
 {
@@ -136,6 +191,8 @@ main (void)
     cmocka_unit_test (test_base),
     cmocka_unit_test_setup_teardown (test_distinct_while_held, setup, teardown),
     cmocka_unit_test_setup_teardown (test_busy_until_old_cgroup_is_empty, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_bottom_first, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_full_bottom, setup, teardown),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
