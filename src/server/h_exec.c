@@ -360,6 +360,24 @@ done:
   srv_strv_free (env);
 }
 
+/* A plain exec's answer is held whole until its client has read it (up to ~13 MB at the
+ * default max_output): clients that do not read could grow sbxd without bound. Past
+ * max_unread_mb of such answers, refuse before running anything: 1 and r filled. */
+static int
+unread_over_budget (struct srv *s, struct srv_reply *r)
+{
+  int64_t unread = __atomic_load_n (&s->unread_bytes, __ATOMIC_RELAXED);
+  if (unread <= (int64_t) s->cfg.max_unread_bytes)
+    return 0;
+  char msg[200];
+  snprintf (msg, sizeof msg,
+            "sbxd holds %lld MiB of answers its clients have not read (max_unread_mb %llu): "
+            "read them, or retry later", (long long) (unread >> 20),
+            (unsigned long long) (s->cfg.max_unread_bytes >> 20));
+  srv_reply_error (r, SBX_E_CAPACITY, msg);
+  return 1;
+}
+
 void
 srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
 {
@@ -375,21 +393,6 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
       srv_reply_err (r, &err);
       return;
     }
-  /* A plain exec's answer is held whole until its client has read it (up to ~13 MB at the
-   * default max_output): clients that do not read could grow sbxd without bound. Past
-   * max_unread_mb of such answers, refuse before running anything. */
-  int64_t unread = __atomic_load_n (&s->unread_bytes, __ATOMIC_RELAXED);
-  if (unread > (int64_t) s->cfg.max_unread_bytes)
-    {
-      char msg[200];
-      snprintf (msg, sizeof msg,
-                "sbxd holds %lld MiB of answers its clients have not read (max_unread_mb %llu): "
-                "read them, or retry later", (long long) (unread >> 20),
-                (unsigned long long) (s->cfg.max_unread_bytes >> 20));
-      srv_reply_error (r, SBX_E_CAPACITY, msg);
-      srv_exec_req_free (&req);
-      return;
-    }
   int64_t t0 = sbx_mono_ns ();
   struct srv_sandbox *sb = req.id_valid ? srv_sandbox_get (s, req.id) : NULL;
   pthread_mutex_lock (&s->lock);
@@ -399,7 +402,7 @@ srv_h_exec (struct srv *s, json_t *body, struct srv_reply *r)
     srv_reply_not_live (s, req.id, r);
   else if (!live)
     srv_reply_sandbox_ended (sb, "command", r);
-  else
+  else if (!unread_over_budget (s, r))
     exec_in (s, sb, &req, r);
   if (r->status == 200)
     srv_metrics_exec (sbx_mono_ns () - t0, 0);

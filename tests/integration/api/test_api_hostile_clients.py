@@ -190,6 +190,9 @@ def test_unread_exec_answers_are_bounded(factory, tmp_path):
         err = r.json()["error"]
         assert err["code"] == "at_capacity" and "max_unread_mb 16" in err["message"], err
         assert r.headers.get("Retry-After"), r.headers
+        # The sandbox is looked up first: an unknown one is still a 404, not a 503.
+        r = d.exec("sb_00000000000000000000", "echo hi")
+        assert r.status_code == 404 and r.json()["error"]["code"] == "sandbox_not_found", r.text
         assert requests.get(d.url + "/v1/health", timeout=10).status_code == 200
     finally:
         for s in socks:
