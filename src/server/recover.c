@@ -23,7 +23,7 @@ fill_spec (struct srv *s, const char *id, const char *rootfs, struct rt_spec *sp
   rt_limits_default (&spec->limits);
 }
 
-void
+int
 srv_sandbox_dispose (struct srv *s, const char *id)
 {
   struct rt_spec spec;
@@ -33,10 +33,11 @@ srv_sandbox_dispose (struct srv *s, const char *id)
   if (rt_sandbox_adopt (&spec, &rt, &err) == 0)
     {
       rt_sandbox_destroy (rt);
-      return;
+      return 1;
     }
   if (rt_cleanup_stale (s->cfg.state_dir, id, &err) < 0)
     LOG_WARN ("clean up sandbox %s: %s", id, err.msg);
+  return 0;
 }
 
 static int
@@ -46,7 +47,16 @@ recover_one (struct srv *s, struct store_sandbox *rec)
   int64_t now = sbx_now_ms ();
   if (rec->expires_at_ms <= now)
     {
-      srv_sandbox_dispose (s, rec->id);
+      /* Only a sandbox still running has lived out its lifetime. One whose PID 1 is gone
+       * is lost, as before its end: it may never have been spawned (sbxd died during its
+       * create, after the row went in), and then its create, still reserved, must be
+       * refunded (store_charge_recover charges a "timeout"), not charged. */
+      if (!srv_sandbox_dispose (s, rec->id))
+        {
+          store_sandbox_terminate (s->store, rec->id, now, "lost during sbxd restart", NULL);
+          LOG_WARN ("sandbox %s expired while sbxd was down and was gone already", rec->id);
+          return 0;
+        }
       store_sandbox_terminate (s->store, rec->id, rec->expires_at_ms, "timeout", NULL);
       LOG_INFO ("sandbox %s expired while sbxd was down; cleaned up", rec->id);
       return 0;

@@ -327,8 +327,8 @@ void srv_super_stop (struct srv *s);
 /* Re-adopt or clean up what the database says is running; remove leftovers. */
 int srv_recover (struct srv *s, struct sbx_err *err);
 /* Kill and clean up whatever is left of sandbox id that nobody keeps (recover.c): destroy
- * it when it can be adopted, else remove its stale state. */
-void srv_sandbox_dispose (struct srv *s, const char *id);
+ * it when it can be adopted (1: its PID 1 was alive), else remove its stale state (0). */
+int srv_sandbox_dispose (struct srv *s, const char *id);
 
 /* Capacity: reserve a slot before spawning; release it if the create fails. */
 int srv_reserve (struct srv *s, struct sbx_err *err);
