@@ -714,6 +714,38 @@ def limits():
     }
 
 
+def empty_memcg_kib(n=50):
+    """Kernel memory (Slab + Percpu, KiB) that one empty memory cgroup costs on this host,
+    from n made and removed. Most of it is shrinker tables: one slot per superblock id
+    the host has ever had at once since boot (each sandbox mounts five), in every memory
+    cgroup, so it depends on the host's past, not on sbx."""
+    v1 = os.path.isdir(f"{CGROOT}/memory")
+    base = f"{CGROOT}/memory/sbx-bench-probe" if v1 else f"{CGROOT}/sbx-bench-probe"
+    made = []
+    try:
+        os.mkdir(base)
+        if not v1:
+            with open(f"{CGROOT}/cgroup.subtree_control", "w") as f:
+                f.write("+memory")
+            with open(f"{base}/cgroup.subtree_control", "w") as f:
+                f.write("+memory")
+        m0 = meminfo()
+        for i in range(n):
+            os.mkdir(f"{base}/c{i}")
+            made.append(f"{base}/c{i}")
+        m1 = meminfo()
+        return sum(m1[k] - m0[k] for k in ("Slab", "Percpu")) / n / 1024
+    except OSError as e:
+        log(f"density: empty memory cgroup probe failed: {e}")
+        return None
+    finally:
+        for d in reversed(made + [base]):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 def memcg_count():
     """Memory cgroups the kernel has, dying ones (removed, memory still charged) included."""
     try:
@@ -750,6 +782,7 @@ def cmd_density(args, images):
     sample = []
     alive = 0
     new_conn = "-"
+    memcg_kib = None
     try:
         for i in range(nd):
             daemons.append(Sbxd(images, share[i], args.pool_args.split()
@@ -759,6 +792,7 @@ def cmd_density(args, images):
         if max(share) * 3 + 64 > nofile:
             log(f"density: sbxd may run out of fds: it holds 2-3 per sandbox and "
                 f"RLIMIT_NOFILE is {nofile} (raising the hard limit needs CAP_SYS_RESOURCE)")
+        memcg_kib = empty_memcg_kib()
         time.sleep(0.5)
         st0, mi0 = sum_status(daemons), meminfo()
         log(f"density: starting {n} idle sandboxes with {par} clients over {nd} sbxd")
@@ -917,6 +951,9 @@ def cmd_density(args, images):
         ("  sbxd RSS growth", f"{(rss1 - rss0) / k / KiB:.1f}"),
         ("  beyond its processes (drop minus cgroup rss)",
          f"{(used - cg['rss']) / k / KiB:.0f}"),
+        ("  an empty memory cgroup here (Slab+Percpu, 50 made)",
+         "-" if memcg_kib is None else f"{memcg_kib:.0f}  (shrinker tables: sized by the "
+         "most superblocks this host has had at once since boot)"),
         (None, None),
         ("sbxd threads / fds before, with them, after" + (" (summed)" if nd > 1 else ""),
          f"{st0['Threads']} / {st0['fds']}, {st1['Threads']} / {st1['fds']}, "
