@@ -33,7 +33,10 @@
 #define agent_errdesc(e) strerror (e)
 #endif
 
-#define AGENT_MAX_CONNS 64
+/* Connections: sbxd runs up to 128 requests at once in a sandbox (SRV_EXECS_PER_SANDBOX,
+ * one connection each) and keeps 4 idle ones (SRV_AGENT_IDLE_MAX); the rest is slack for
+ * connections sbxd closed that this loop has not reaped yet. */
+#define AGENT_MAX_CONNS 160
 #define AGENT_MAX_EXECS 256           /* requests (follows, files, watches) per connection */
 #define AGENT_QUEUE_HIGH (1u << 20)   /* stop pumping output and reading the socket above this */
 #define AGENT_QUEUE_LOW (256u * 1024) /* ...and resume below this */

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "agent_harness.h"
+#include "agent/agent.h" /* AGENT_MAX_CONNS */
 
 #include <sys/syscall.h>
 
@@ -584,8 +585,8 @@ test_hello_rules (void **state)
 static void
 test_connection_limit (void **state)
 {
-  struct client cs[64];
-  for (int i = 0; i < 64; i++)
+  struct client cs[AGENT_MAX_CONNS];
+  for (int i = 0; i < AGENT_MAX_CONNS; i++)
     client_open (&cs[i]);
   struct proto_reader r;
   struct sbx_err err = { 0 };
@@ -600,7 +601,7 @@ test_connection_limit (void **state)
   struct proto_frame f;
   assert_int_equal (proto_read_frame (cs[1].fd, &cs[1].r, &f, &err), 1);
   client_open (&cs[0]);
-  for (int i = 0; i < 64; i++)
+  for (int i = 0; i < AGENT_MAX_CONNS; i++)
     client_close (&cs[i]);
 }
 

@@ -110,6 +110,43 @@ def test_concurrent_execs_while_a_long_exec_runs(sbxd):
         sbxd.post("/sandbox/terminate", {"sandbox_id": s})
 
 
+def test_128_execs_at_once_in_one_sandbox_then_429(sbxd):
+    """api.md: up to 128 commands run in one sandbox at once, more is 429. sbx-init took
+    only 64 connections, so execs 65..128 were 500 exec_failed ("could not reach the
+    sandbox agent") instead of running."""
+    sid = sbxd.create()
+    with concurrent.futures.ThreadPoolExecutor(128) as pool:
+        futs = [pool.submit(sbxd.exec, sid, ["sleep", "8"], timeout=120) for _ in range(128)]
+        deadline = time.monotonic() + 6
+        while sandbox_count(sid, "sleep") < 128:
+            early = [f.result() for f in futs if f.done()]
+            assert not early, [(r.status_code, r.text) for r in early[:2]]
+            assert time.monotonic() < deadline, "never saw 128 execs running at once"
+            time.sleep(0.05)
+        r = sbxd.exec(sid, ["true"])
+        err(r, 429, "too_many_requests")
+        assert int(r.headers["Retry-After"]) > 0
+        for f in futs:
+            r = f.result(timeout=120)
+            assert r.status_code == 200 and r.json()["exit_code"] == 0, r.text
+    assert sbxd.exec(sid, "echo after").json()["stdout"] == "after\n"
+    sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
+
+
+def sandbox_count(sid, comm):
+    """Processes of the sandbox named comm, seen from the host (no exec slot taken)."""
+    procs = pathlib.Path(f"/sys/fs/cgroup/pids/sbx/{sid}/cgroup.procs")
+    if not procs.exists():
+        procs = pathlib.Path(f"/sys/fs/cgroup/sbx/{sid}/cgroup.procs")
+    n = 0
+    for pid in procs.read_text().split():
+        try:
+            n += pathlib.Path(f"/proc/{pid}/comm").read_text().strip() == comm
+        except OSError:
+            pass
+    return n
+
+
 def sandbox_init_pid(sid):
     procs = pathlib.Path(f"/sys/fs/cgroup/pids/sbx/{sid}/cgroup.procs")
     if not procs.exists():
