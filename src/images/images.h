@@ -68,6 +68,10 @@ int img_layer_flatten (const char *state_dir, const char *base, const char *cons
  * *removed and *freed (bytes) say what went. */
 int img_layer_gc (const char *state_dir, const char *const *keep, size_t n, size_t *removed,
                   uint64_t *freed, struct sbx_err *err);
+/* Remove the temp directories of layers being made (snapshots, builds, flattens) that an
+ * sbxd killed meanwhile left. Only while nothing makes layers: at sbxd's start. The
+ * number removed. */
+int img_layer_tmp_clean (const char *state_dir);
 
 /* Disk usage of a tree in bytes (st_blocks, hard links counted once, one filesystem). */
 int img_du (const char *path, uint64_t *bytes);

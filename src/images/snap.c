@@ -138,6 +138,32 @@ img_layer_flatten (const char *state_dir, const char *base, const char *const *i
 }
 
 int
+img_layer_tmp_clean (const char *state_dir)
+{
+  char dir[PATH_MAX];
+  if (!state_dir || snprintf (dir, sizeof dir, "%s/" IMG_LAYERS_DIR, state_dir) >= (int) sizeof dir)
+    return 0;
+  DIR *d = opendir (dir);
+  if (!d)
+    return 0; /* no layers yet */
+  int removed = 0;
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      if (strncmp (de->d_name, IMG_LAYER_TMP_PREFIX, strlen (IMG_LAYER_TMP_PREFIX)) != 0)
+        continue;
+      char path[PATH_MAX];
+      snprintf (path, sizeof path, "%s/%s", dir, de->d_name);
+      if (sbx_rm_rf (path) < 0)
+        LOG_WARN ("remove unfinished layer '%s': %s", path, strerror (errno));
+      else
+        removed++;
+    }
+  closedir (d);
+  return removed;
+}
+
+int
 img_layer_gc (const char *state_dir, const char *const *keep, size_t n, size_t *removed,
               uint64_t *freed, struct sbx_err *err)
 {

@@ -274,6 +274,35 @@ done:
 }
 
 void
+srv_builds_recover (struct srv *s)
+{
+  struct store_image *list = NULL;
+  size_t n = 0;
+  struct sbx_err err = { 0 };
+  if (store_image_list (s->store, &list, &n, &err) < 0)
+    {
+      LOG_WARN ("restart: list images: %s", err.msg);
+      return;
+    }
+  static const char why[] = "interrupted: sbxd stopped during the build (post the spec again "
+                            "to retry)";
+  for (size_t i = 0; i < n; i++)
+    {
+      if (strcmp (list[i].status, "building") != 0)
+        continue;
+      if (store_image_update (s->store, list[i].id, "failed", NULL, why, &err) < 0)
+        {
+          LOG_WARN ("restart: record image %s as failed: %s", list[i].id, err.msg);
+          continue;
+        }
+      cleanup_close int log_fd = open_log (s, list[i].id);
+      srv_build_log (log_fd, "build failed: %s\n", why);
+      LOG_INFO ("image %s: build interrupted by an sbxd restart, now failed", list[i].id);
+    }
+  store_image_list_free (list, n);
+}
+
+void
 srv_h_image_build (struct srv *s, json_t *body, struct srv_reply *r)
 {
   struct sbx_err err = { 0 };

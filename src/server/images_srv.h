@@ -37,6 +37,11 @@ void srv_image_spec (struct srv_image_prep *prep, struct rt_spec *spec);
 void srv_image_prep_done (struct srv *s, struct srv_image_prep *prep, const char *sandbox_id,
                           int spawned);
 
+/* At start, before any build: a build an earlier sbxd was running when it died ("building"
+ * in the store, nothing building it now) becomes "failed", so that nobody waits for it;
+ * posting its spec again retries it (image_build.c). */
+void srv_builds_recover (struct srv *s);
+
 /* The layer lock: readers make or use layers, GC is the writer. */
 void srv_layers_rdlock (void);
 void srv_layers_wrlock (void);

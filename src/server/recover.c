@@ -2,8 +2,9 @@
  * sandboxes were running; each is re-adopted through its run dir (sbx-init's socket and
  * PID 1 survive sbxd), or, when its lifetime ran out meanwhile or it is gone, cleaned up
  * and marked terminated. Run dirs that the database does not explain are removed when
- * nothing runs in them. */
+ * nothing runs in them. Builds that were running fail, unfinished layers are removed. */
 #include "server.h"
+#include "images_srv.h"
 #include "../images/images.h"
 #include "../runtime/runtime.h"
 
@@ -152,5 +153,11 @@ srv_recover (struct srv *s, struct sbx_err *err)
   sweep_run_dirs (s);
   if (n)
     LOG_INFO ("restart: %d of %zu running sandboxes re-adopted", adopted, n);
+  /* Images: no half-made one stays visible (a build left "building") or on disk (the temp
+   * layer of a snapshot or build step cut short). */
+  srv_builds_recover (s);
+  int tmp = img_layer_tmp_clean (s->cfg.state_dir);
+  if (tmp)
+    LOG_INFO ("restart: removed %d unfinished layer(s)", tmp);
   return 0;
 }

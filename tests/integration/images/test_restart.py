@@ -1,9 +1,13 @@
 """Images, layers and volumes across an sbxd restart: snapshots stay usable, volume data
 stays (the volume is mounted again at its first use), a re-adopted sandbox says why it
-cannot be snapshotted."""
+cannot be snapshotted; a build or snapshot cut by kill -9 leaves no half-made image."""
 import subprocess
+import threading
+import time
 
-from api.conftest import Sbxd, finish, make_state_dir
+import requests
+
+from api.conftest import Sbxd, finish, make_state_dir, wait_clean
 
 from .conftest import cleanup_volumes
 
@@ -40,4 +44,70 @@ def test_restart_keeps_images_and_volumes(python_image):
         if d.proc.poll() is None:
             d.terminate_all()
             cleanup_volumes(d)
+        finish(d)
+
+
+def wait_for(cond, what, seconds=60, step=0.02):
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(step)
+
+
+def test_build_cut_by_kill9_fails_instead_of_building_forever(python_image):
+    """sbxd dies while a build runs: after the restart nothing builds the image any more,
+    so it must say failed (and why), not "building" for ever; its build sandbox is gone."""
+    d = Sbxd(make_state_dir(), ["--pool-size", "0"]).start()
+    try:
+        r = d.post("/image/build", {"base": "python:3.11", "run_commands": ["echo step; sleep 600"]})
+        assert r.status_code == 202, r.text
+        img = r.json()["image_id"]
+        wait_for(lambda: "step\n" in (d.get(f"/image/{img}").json()["log"] or ""),
+                 "the build's command did not start")
+        builders = [p.name for p in (d.state_dir / "run").iterdir()]
+        assert len(builders) == 1
+        d.kill9()
+        d.start()
+        im = d.get(f"/image/{img}").json()
+        assert im["status"] == "failed", im
+        assert "interrupted" in im["error"] and "interrupted" in im["log"], im
+        assert [i["status"] for i in d.get("/image/list").json()["images"]
+                if i["image_id"] == img] == ["failed"]
+        assert wait_clean(d.state_dir, builders) == []
+        # an image of a failed build cannot be used, and asking for it is a 400
+        assert d.post("/sandbox/create", {"image": img}).status_code == 400
+    finally:
+        finish(d)
+
+
+def test_snapshot_cut_by_kill9_leaves_no_half_made_layer(python_image):
+    """sbxd dies while a snapshot copies the writable layer: the next start removes the
+    unfinished copy (before, it stayed on disk until someone called /image/gc), no image
+    appears, and the sandbox (left thawed) is served again."""
+    d = Sbxd(make_state_dir(), ["--pool-size", "0"]).start()
+    try:
+        sid = d.create(memory=2048)
+        sh(d, sid, "for i in $(seq 20); do head -c 20000000 /dev/urandom > /root/f$i; done")
+        layers = d.state_dir / "layers"
+
+        def tmps():
+            return [p for p in layers.iterdir() if p.name.startswith(".tmp-")] if layers.exists() else []
+
+        def snapshot():
+            try:
+                d.post("/sandbox/snapshot", {"sandbox_id": sid})
+            except requests.RequestException:
+                pass  # cut by the kill
+
+        t = threading.Thread(target=snapshot)
+        t.start()
+        wait_for(lambda: tmps() != [], "the snapshot did not start copying", step=0.005)
+        d.kill9()
+        t.join()
+        assert tmps() != []  # the crash left the copy
+        d.start()
+        assert tmps() == []
+        assert [i for i in d.get("/image/list").json()["images"] if i["kind"] == "snapshot"] == []
+        assert sh(d, sid, "ls /root | wc -l") == "20\n"
+    finally:
         finish(d)
