@@ -152,7 +152,7 @@ file_write (struct srv *s, json_t *body, int append, struct srv_reply *r)
   if (inside_reply_frame (&ag, &f, FILE_TIMEOUT_MS, r) < 0)
     goto done;
   r->status = 200;
-  r->body = json_pack ("{s:s,s:I}", "path", path, "size", (json_int_t) len);
+  r->body = srv_path_size_json (path, len);
 done:
   free (data);
   inside_close (&ag);

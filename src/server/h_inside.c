@@ -236,9 +236,9 @@ inside_proc_json (const struct proto_msg *m)
   json_object_set_new (o, "process_id", json_integer (m->proc_id));
   json_object_set_new (o, "pid", json_integer (m->pid));
   if (m->key)
-    json_object_set_new (o, "exec_id", json_string (m->key));
+    srv_json_set_text (o, "exec_id", m->key);
   if (m->command)
-    json_object_set_new (o, "command", json_string (m->command));
+    srv_json_set_text (o, "command", m->command);
   json_object_set_new (o, "running", json_boolean (m->running));
   json_object_set_new (o, "pty", json_boolean (m->pty));
   json_object_set_new (o, "background", json_boolean (m->background));
@@ -284,9 +284,9 @@ inside_file_json (const struct proto_msg *m, const char *path)
   json_t *o = json_object ();
   if (path)
     {
-      json_object_set_new (o, "path", json_string (path));
+      srv_json_set_text (o, "path", path);
       const char *slash = strrchr (path, '/');
-      json_object_set_new (o, "name", json_string (slash && slash[1] ? slash + 1 : path));
+      srv_json_set_text (o, "name", slash && slash[1] ? slash + 1 : path);
     }
   json_object_set_new (o, "type", json_string (type_name (m->mode)));
   json_object_set_new (o, "size", json_integer ((json_int_t) m->size));
@@ -297,6 +297,6 @@ inside_file_json (const struct proto_msg *m, const char *path)
   json_object_set_new (o, "uid", json_integer (m->uid));
   json_object_set_new (o, "gid", json_integer (m->gid));
   if (m->target)
-    json_object_set_new (o, "target", json_string (m->target));
+    srv_json_set_text (o, "target", m->target);
   return o;
 }

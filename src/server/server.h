@@ -145,6 +145,13 @@ int srv_env_from_json (const char *s, struct srv_env *out);
  * sequence with U+FFFD. Returns 1 if anything was replaced, 0 if not, -1 on OOM. */
 int srv_utf8_sanitize (const uint8_t *p, size_t n, char **out, size_t *out_len);
 char *srv_base64 (const uint8_t *p, size_t n);
+/* o[key] = s as a JSON string. A name from inside a sandbox (a path, a link target, a
+ * command line) can be any bytes, a JSON string cannot: then o[key] is s with every byte
+ * that is not well-formed UTF-8 replaced by U+FFFD, and o["<key>_base64"] the exact
+ * bytes. 0, or -1 (out of memory). */
+int srv_json_set_text (json_t *o, const char *key, const char *s);
+/* {"path": path, "size": size} with path set by srv_json_set_text. */
+json_t *srv_path_size_json (const char *path, uint64_t size);
 
 /* ---- routing (routes.c) ---- */
 enum srv_route {

@@ -263,7 +263,7 @@ handle_frame (struct srv_stream *st, const struct proto_frame *f)
                                                "moved_from", "moved_to", "overflow" };
           json_t *o = json_object ();
           if (m.path)
-            json_object_set_new (o, "path", json_string (m.path));
+            srv_json_set_text (o, "path", m.path);
           json_object_set_new (o, "is_dir", json_boolean (m.flags & PROTO_F_DIR));
           event (st, m.kind < 7 ? names[m.kind] : "unknown", o);
           proto_msg_free (&m);

@@ -216,7 +216,7 @@ srv_upload_end (struct srv_upload *u, struct srv_reply *r)
   if (u->route == SRV_R_FILES_RAW)
     {
       r->status = 200;
-      r->body = json_pack ("{s:s,s:I}", "path", u->path, "size", (json_int_t) u->bytes);
+      r->body = srv_path_size_json (u->path, u->bytes);
       return;
     }
   /* The archive is complete inside the sandbox: extract it there, then remove it. */
@@ -264,7 +264,7 @@ srv_upload_end (struct srv_upload *u, struct srv_reply *r)
       else
         {
           r->status = 200;
-          r->body = json_pack ("{s:s,s:I}", "path", u->path, "size", (json_int_t) u->bytes);
+          r->body = srv_path_size_json (u->path, u->bytes);
         }
     }
   proto_buf_free (&errb);

@@ -101,3 +101,36 @@ srv_base64 (const uint8_t *p, size_t n)
   o[j] = '\0';
   return o;
 }
+
+int
+srv_json_set_text (json_t *o, const char *key, const char *s)
+{
+  json_t *v = json_string (s);
+  if (v)
+    return json_object_set_new (o, key, v);
+  size_t n = strlen (s), tl = 0;
+  char *txt = NULL, *b64 = NULL, bkey[64];
+  int rc = -1;
+  snprintf (bkey, sizeof bkey, "%s_base64", key);
+  if (srv_utf8_sanitize ((const uint8_t *) s, n, &txt, &tl) >= 0
+      && (b64 = srv_base64 ((const uint8_t *) s, n))
+      && json_object_set_new (o, key, json_stringn (txt, tl)) == 0
+      && json_object_set_new (o, bkey, json_string (b64)) == 0)
+    rc = 0;
+  free (txt);
+  free (b64);
+  return rc;
+}
+
+json_t *
+srv_path_size_json (const char *path, uint64_t size)
+{
+  json_t *o = json_object ();
+  if (o && (srv_json_set_text (o, "path", path) < 0
+            || json_object_set_new (o, "size", json_integer ((json_int_t) size)) < 0))
+    {
+      json_decref (o);
+      return NULL;
+    }
+  return o;
+}

@@ -255,3 +255,27 @@ def test_files_validation(sbxd, sid):
     assert requests.get(f"{sbxd.url}/v1/sandbox/nope/files?path=/x").status_code == 404
     assert requests.post(f"{sbxd.url}/v1/sandbox/{sid}/files?path=/x").status_code == 405
     assert requests.put(raw_url(sbxd, sid, "") + "?path=/x&mode=abc", data=b"").status_code == 400
+
+
+def test_names_that_are_not_utf8(sbxd, sid):
+    """A file name is any bytes, a JSON string is Unicode: a name that is not UTF-8 comes
+    back with U+FFFD for each bad byte and the exact bytes in <field>_base64. Before, the
+    field was dropped (a listing entry without path or name) and a raw upload to such a
+    path wrote the file but answered 500."""
+    r = requests.put(f"{raw_url(sbxd, sid, '')}?path=/data/u/a%FFb", data=b"hello", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"path": "/data/u/a\ufffdb", "size": 5,
+                        "path_base64": base64.b64encode(b"/data/u/a\xffb").decode()}
+    assert sbxd.exec(sid, "ln -s \"/data/u/$(printf '\\376')\" /data/u/lnk").status_code == 200
+    entries = {e["name"]: e for e in f(sbxd, "list", sid, path="/data/u").json()["entries"]}
+    assert set(entries) == {"a\ufffdb", "lnk"}, entries
+    e = entries["a\ufffdb"]
+    assert base64.b64decode(e["name_base64"]) == b"a\xffb"
+    assert base64.b64decode(e["path_base64"]) == b"/data/u/a\xffb"
+    assert e["type"] == "file" and e["size"] == 5
+    link = entries["lnk"]
+    assert link["target"] == "/data/u/\ufffd" and "name_base64" not in link
+    assert base64.b64decode(link["target_base64"]) == b"/data/u/\xfe"
+    # The exact bytes address the file again through the raw route.
+    r = requests.get(f"{raw_url(sbxd, sid, '')}?path=/data/u/a%FFb", timeout=30)
+    assert r.status_code == 200 and r.content == b"hello"
