@@ -270,19 +270,35 @@ store_schema_version (struct store *st)
 static int
 migrate (struct store *st, struct sbx_err *err)
 {
-  int v;
-  if (pragma_int (st, "PRAGMA user_version", &v, err) < 0)
+  int now;
+  if (pragma_int (st, "PRAGMA user_version", &now, err) < 0)
     return -1;
-  if (v > STORE_SCHEMA_VERSION)
-    return sbx_err_set (err, SBX_E_INTERNAL, 0,
-                        "database schema version %d is newer than this sbxd (%d)", v,
-                        STORE_SCHEMA_VERSION);
-  for (; v < STORE_SCHEMA_VERSION; v++)
+  if (now == STORE_SCHEMA_VERSION)
+    return 0; /* the usual case: no write lock taken */
+  for (;;)
     {
-      char bump[64];
-      snprintf (bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+      /* The version is read inside the write transaction: another process opening the
+       * same new database at the same time (sbxd, sbx admin, sbx run) may have migrated
+       * it since we looked, and a migration run twice fails ("table ... already exists"). */
+      int v;
       if (store_exec_sql (st, "BEGIN IMMEDIATE", err) < 0)
         return -1;
+      if (pragma_int (st, "PRAGMA user_version", &v, err) < 0)
+        {
+          store_exec_sql (st, "ROLLBACK", NULL);
+          return -1;
+        }
+      if (v >= STORE_SCHEMA_VERSION)
+        {
+          store_exec_sql (st, "ROLLBACK", NULL);
+          if (v > STORE_SCHEMA_VERSION)
+            return sbx_err_set (err, SBX_E_INTERNAL, 0,
+                                "database schema version %d is newer than this sbxd (%d)", v,
+                                STORE_SCHEMA_VERSION);
+          return 0;
+        }
+      char bump[64];
+      snprintf (bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
       if (store_exec_sql (st, migrations[v], err) < 0 || store_exec_sql (st, bump, err) < 0)
         {
           store_exec_sql (st, "ROLLBACK", NULL);
@@ -291,7 +307,6 @@ migrate (struct store *st, struct sbx_err *err)
       if (store_exec_sql (st, "COMMIT", err) < 0)
         return -1;
     }
-  return 0;
 }
 
 int

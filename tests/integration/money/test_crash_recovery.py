@@ -105,3 +105,28 @@ def test_expired_while_down_is_still_charged_when_it_ran(keyd):
     assert [(c["op"], c["state"]) for c in u["charges"]] == [("status", "charged"),
                                                              ("create", "charged")]
     assert balance(d, h) == 19000
+
+
+def test_two_processes_creating_the_database_at_once(tmp_path):
+    """sbx admin (or sbx run) and sbxd may open a new state dir's database at the same
+    time. Each read the schema version before taking the write lock, so the second to
+    get it ran the first migration again and failed ("table sandboxes already exists")."""
+    import sqlite3
+    from .conftest import SBX_ADMIN
+    db = tmp_path / "sbx.db"
+    hold = sqlite3.connect(db, isolation_level=None)
+    hold.execute("PRAGMA journal_mode = WAL")
+    hold.execute("BEGIN IMMEDIATE")  # both openers get as far as the migration and wait
+    procs = [subprocess.Popen([str(SBX_ADMIN), "--state-dir", str(tmp_path), "account", "create",
+                               name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in ("one", "two")]
+    time.sleep(1)  # well within their 5 s busy timeout
+    hold.execute("ROLLBACK")
+    hold.close()
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    out = admin(tmp_path, "account", "show", "two").stdout
+    assert "balance 0" in out
+    check = sqlite3.connect(db)
+    assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert check.execute("SELECT count(*) FROM accounts").fetchone()[0] == 2
