@@ -45,7 +45,7 @@ image_json (struct srv *s, const struct store_image *im)
   json_object_set_new (o, "workdir", im->workdir ? json_string (im->workdir) : json_null ());
   json_object_set_new (o, "created_at", srv_time_json (im->created_at_ms));
   if (im->error)
-    json_object_set_new (o, "error", json_string (im->error));
+    json_object_set_new (o, "error", srv_json_text (im->error));
   return o;
 }
 

@@ -276,7 +276,7 @@ strv_json (char **v, size_t n)
 {
   json_t *a = json_array ();
   for (size_t i = 0; i < n; i++)
-    json_array_append_new (a, json_string (v[i]));
+    json_array_append_new (a, srv_json_text (v[i]));
   return a;
 }
 

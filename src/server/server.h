@@ -150,6 +150,9 @@ char *srv_base64 (const uint8_t *p, size_t n);
  * that is not well-formed UTF-8 replaced by U+FFFD, and o["<key>_base64"] the exact
  * bytes. 0, or -1 (out of memory). */
 int srv_json_set_text (json_t *o, const char *key, const char *s);
+/* s as a JSON string, U+FFFD for every byte that is not well-formed UTF-8 (NULL: out of
+ * memory). Where no "_base64" twin fits, e.g. in an array of paths. */
+json_t *srv_json_text (const char *s);
 /* {"path": path, "size": size} with path set by srv_json_set_text. */
 json_t *srv_path_size_json (const char *path, uint64_t size);
 

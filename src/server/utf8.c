@@ -108,18 +108,26 @@ srv_json_set_text (json_t *o, const char *key, const char *s)
   json_t *v = json_string (s);
   if (v)
     return json_object_set_new (o, key, v);
-  size_t n = strlen (s), tl = 0;
-  char *txt = NULL, *b64 = NULL, bkey[64];
-  int rc = -1;
+  char bkey[64], *b64 = srv_base64 ((const uint8_t *) s, strlen (s));
   snprintf (bkey, sizeof bkey, "%s_base64", key);
-  if (srv_utf8_sanitize ((const uint8_t *) s, n, &txt, &tl) >= 0
-      && (b64 = srv_base64 ((const uint8_t *) s, n))
-      && json_object_set_new (o, key, json_stringn (txt, tl)) == 0
-      && json_object_set_new (o, bkey, json_string (b64)) == 0)
-    rc = 0;
-  free (txt);
+  int rc = b64 && json_object_set_new (o, key, srv_json_text (s)) == 0
+                   && json_object_set_new (o, bkey, json_string (b64)) == 0
+             ? 0
+             : -1;
   free (b64);
   return rc;
+}
+
+json_t *
+srv_json_text (const char *s)
+{
+  json_t *v = json_string (s);
+  char *txt = NULL;
+  size_t tl = 0;
+  if (!v && srv_utf8_sanitize ((const uint8_t *) s, strlen (s), &txt, &tl) >= 0)
+    v = json_stringn (txt, tl);
+  free (txt);
+  return v;
 }
 
 json_t *

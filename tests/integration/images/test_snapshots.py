@@ -210,3 +210,13 @@ def test_http_delete_and_get_by_path(isbxd):
     assert v.status_code == 200 and v.json()["size_mb"] == 16
     assert requests.delete(d.url + "/v1/volume/bypath", timeout=30).status_code == 200
     assert d.get("/volume/bypath").status_code == 404
+
+
+def test_diff_keeps_names_that_are_not_utf8(isbxd):
+    """A created file whose name is not UTF-8 is in the diff (U+FFFD for the bad byte);
+    before, jansson refused the name and the entry was silently left out."""
+    d = isbxd
+    sid = d.create()
+    sh(d, sid, "echo x > \"/root/a$(printf '\\377')b\" && echo y > /root/plain")
+    created, _, _ = diff(d, sid)
+    assert "/root/a\ufffdb" in created and "/root/plain" in created, created
