@@ -149,6 +149,9 @@ char *srv_base64 (const uint8_t *p, size_t n);
  * command line) can be any bytes, a JSON string cannot: then o[key] is s with every byte
  * that is not well-formed UTF-8 replaced by U+FFFD, and o["<key>_base64"] the exact
  * bytes. 0, or -1 (out of memory). */
+/* How answers are printed: compact, and 15 significant digits, so that a cpu of 0.1
+ * prints as 0.1, not as the nearest double's 0.10000000000000001. */
+#define SRV_JSON_OUT (JSON_COMPACT | JSON_REAL_PRECISION (15))
 int srv_json_set_text (json_t *o, const char *key, const char *s);
 /* s as a JSON string, U+FFFD for every byte that is not well-formed UTF-8 (NULL: out of
  * memory). Where no "_base64" twin fits, e.g. in an array of paths. */

@@ -102,7 +102,7 @@ event (struct srv_stream *st, const char *type, json_t *o)
   if (!o)
     o = json_object ();
   json_object_set_new (o, "type", json_string (type));
-  char *txt = json_dumps (o, JSON_COMPACT);
+  char *txt = json_dumps (o, SRV_JSON_OUT);
   json_decref (o);
   if (!txt)
     {

@@ -166,12 +166,18 @@ def test_create_options_env_workdir_resources(sbxd):
     assert out["stdout"] == "yo:/\n"
     out = sbxd.exec(sid, 'echo "$GREETING"').json()
     assert out["stdout"] == "hi\n"
-    # The memory limit is the sandbox's cgroup limit.
-    limit = open(f"/sys/fs/cgroup/memory/sbx/{sid}/memory.limit_in_bytes").read().strip() \
-        if __import__("os").path.exists(f"/sys/fs/cgroup/memory/sbx/{sid}") else None
-    if limit is not None:
-        assert int(limit) == 256 * 1024 * 1024
+    # The memory limit is the sandbox's cgroup limit (v1, or v2).
+    limits = [open(p).read().strip() for p in (
+        f"/sys/fs/cgroup/memory/sbx/{sid}/memory.limit_in_bytes",
+        f"/sys/fs/cgroup/sbx/{sid}/memory.max") if __import__("os").path.exists(p)]
+    assert limits == [str(256 * 1024 * 1024)], limits
     sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
+    # Fractions print as written, not as the nearest double's 17 digits (0.10000000000000001).
+    r = sbxd.post("/sandbox/create", {"cpu": 0.1, "timeout": 60})
+    assert r.status_code == 200, r.text
+    sbxd.created.append(r.json()["sandbox_id"])
+    assert '"cpu":0.1,' in r.text, r.text
+    sbxd.post("/sandbox/terminate", {"sandbox_id": r.json()["sandbox_id"]})
 
 
 def test_exec_output_details(sbxd):
