@@ -2,9 +2,12 @@
  * src/images for what a volume is on disk. */
 #include "images_srv.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* create/delete of one name must not interleave (file, mount and row go together) */
 static pthread_mutex_t vol_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -169,4 +172,41 @@ srv_h_volume_delete_name (struct srv *s, const char *name, struct srv_reply *r)
     }
   r->status = 200;
   r->body = json_pack ("{s:s,s:s}", "name", name, "status", "deleted");
+}
+
+void
+srv_volumes_recover (struct srv *s)
+{
+  char dir[PATH_MAX];
+  snprintf (dir, sizeof dir, "%s/volumes", s->cfg.state_dir);
+  DIR *d = opendir (dir);
+  if (!d)
+    return; /* no volume yet */
+  struct dirent *de;
+  while ((de = readdir (d)))
+    {
+      /* the file <name>.img and the directory <name> (its mount point; a name may end
+       * in ".img" too) */
+      struct stat st;
+      if (fstatat (dirfd (d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        continue;
+      char name[NAME_MAX + 1];
+      snprintf (name, sizeof name, "%s", de->d_name);
+      size_t n = strlen (name);
+      if (S_ISREG (st.st_mode) && n > 4 && !strcmp (name + n - 4, ".img"))
+        name[n - 4] = '\0';
+      else if (!S_ISDIR (st.st_mode))
+        continue;
+      if (!img_volume_name_ok (name))
+        continue;
+      struct store_volume vol;
+      struct sbx_err err = { 0 };
+      if (store_volume_get (s->store, name, &vol, &err) == 0 || err.code != SBX_E_NOT_FOUND)
+        continue; /* recorded (or the store cannot say: keep it) */
+      if (img_volume_delete (s->cfg.state_dir, name, &err) < 0)
+        LOG_WARN ("restart: remove unrecorded volume '%s': %s", name, err.msg);
+      else
+        LOG_INFO ("restart: removed volume '%s', left unrecorded by a crash", name);
+    }
+  closedir (d);
 }

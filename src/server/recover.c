@@ -153,9 +153,10 @@ srv_recover (struct srv *s, struct sbx_err *err)
   sweep_run_dirs (s);
   if (n)
     LOG_INFO ("restart: %d of %zu running sandboxes re-adopted", adopted, n);
-  /* Images: no half-made one stays visible (a build left "building") or on disk (the temp
-   * layer of a snapshot or build step cut short). */
+  /* Images and volumes: no half-made one stays visible (a build left "building") or on
+   * disk (the temp layer of a snapshot or build step cut short, a volume not recorded). */
   srv_builds_recover (s);
+  srv_volumes_recover (s);
   int tmp = img_layer_tmp_clean (s->cfg.state_dir);
   if (tmp)
     LOG_INFO ("restart: removed %d unfinished layer(s)", tmp);
