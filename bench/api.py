@@ -739,7 +739,7 @@ def empty_memcg_kib(n=50):
         log(f"density: empty memory cgroup probe failed: {e}")
         return None
     finally:
-        for d in reversed(made + [base]):
+        for d in list(reversed(made)) + [base]:
             try:
                 os.rmdir(d)
             except OSError:

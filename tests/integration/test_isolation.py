@@ -89,6 +89,9 @@ def test_pid1_and_commands_run_in_the_sandbox_cgroups():
                     assert int(f.read()) == want, ctrl
         else:
             assert re.fullmatch(r"/sbx/sb_[0-9a-f]+", host[""]), host
+            for limit_file, want in (("memory.max", 300 << 20), ("pids.max", 77)):
+                with open(f"/sys/fs/cgroup{host['']}/{limit_file}") as f:
+                    assert int(f.read()) == want, limit_file
     finally:
         holder.send_signal(signal.SIGTERM)
         holder.wait(timeout=30)
