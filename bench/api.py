@@ -714,11 +714,22 @@ def limits():
     }
 
 
+def slab_bytes():
+    """Bytes in slab objects in use (/proc/slabinfo active objects times their size): unlike
+    /proc/meminfo's Slab, it also sees objects taken from slabs that were already there."""
+    total = 0
+    with open("/proc/slabinfo") as f:
+        for line in f.readlines()[2:]:
+            p = line.split()
+            total += int(p[1]) * int(p[3])
+    return total
+
+
 def empty_memcg_kib(n=50):
-    """Kernel memory (Slab + Percpu, KiB) that one empty memory cgroup costs on this host,
-    from n made and removed. Most of it is shrinker tables: one slot per superblock id
-    the host has ever had at once since boot (each sandbox mounts five), in every memory
-    cgroup, so it depends on the host's past, not on sbx."""
+    """Kernel memory (slab objects in use plus Percpu, KiB) that one empty memory cgroup
+    costs on this host, from n made and removed. Most of it is shrinker tables: one slot
+    per superblock id the host has ever had at once since boot (each sandbox mounts five),
+    in every memory cgroup, so it depends on the host's past, not on sbx."""
     v1 = os.path.isdir(f"{CGROOT}/memory")
     base = f"{CGROOT}/memory/sbx-bench-probe" if v1 else f"{CGROOT}/sbx-bench-probe"
     made = []
@@ -729,12 +740,12 @@ def empty_memcg_kib(n=50):
                 f.write("+memory")
             with open(f"{base}/cgroup.subtree_control", "w") as f:
                 f.write("+memory")
-        m0 = meminfo()
+        s0, p0 = slab_bytes(), meminfo()["Percpu"]
         for i in range(n):
             os.mkdir(f"{base}/c{i}")
             made.append(f"{base}/c{i}")
-        m1 = meminfo()
-        return sum(m1[k] - m0[k] for k in ("Slab", "Percpu")) / n / 1024
+        s1, p1 = slab_bytes(), meminfo()["Percpu"]
+        return (s1 - s0 + p1 - p0) / n / 1024
     except OSError as e:
         log(f"density: empty memory cgroup probe failed: {e}")
         return None
@@ -951,7 +962,7 @@ def cmd_density(args, images):
         ("  sbxd RSS growth", f"{(rss1 - rss0) / k / KiB:.1f}"),
         ("  beyond its processes (drop minus cgroup rss)",
          f"{(used - cg['rss']) / k / KiB:.0f}"),
-        ("  an empty memory cgroup here (Slab+Percpu, 50 made)",
+        ("  an empty memory cgroup here (slab in use+Percpu, 50 made)",
          "-" if memcg_kib is None else f"{memcg_kib:.0f}  (shrinker tables: sized by the "
          "most superblocks this host has had at once since boot)"),
         (None, None),
