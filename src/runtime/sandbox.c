@@ -314,6 +314,10 @@ adopt (struct rt_sandbox *sb, const struct rt_spec *spec, struct sbx_err *err)
   struct stat st;
   if (lstat (sb->run_dir, &st) < 0 || !S_ISDIR (st.st_mode))
     return sbx_err_set (err, SBX_E_NOT_FOUND, ENOENT, "no run dir '%s'", sb->run_dir);
+  /* Without its socket nobody reaches sbx-init again: adopted, every exec would fail
+   * until the lifetime ends. */
+  if (lstat (sb->sock_path, &st) < 0 || !S_ISSOCK (st.st_mode))
+    return sbx_err_set (err, SBX_E_NOT_FOUND, ENOENT, "no agent socket '%s'", sb->sock_path);
   if (rt_cgroup_init (&sb->cg, RT_CGROUP_ROOT, spec->id, err) < 0)
     return -1;
 

@@ -85,6 +85,20 @@ def test_sandbox_that_died_while_sbxd_was_down(own_sbxd):
     assert wait_clean(d.state_dir, [sid]) == []
 
 
+def test_sandbox_whose_agent_socket_is_gone_is_not_adopted(own_sbxd):
+    """Nothing reaches sbx-init without its socket: adopted anyway, every exec failed with
+    500 until the lifetime ended. It is ended at restart instead, and cleaned up."""
+    d = own_sbxd()
+    sid = d.create(timeout=300)
+    d.kill9()
+    (d.state_dir / "run" / sid / "agent.sock").unlink()
+    d.start()
+    st = d.post("/sandbox/status", {"sandbox_id": sid}).json()
+    assert st["status"] == "terminated" and st["reason"] == "lost during sbxd restart", st
+    err(d.exec(sid, "true"), 410, "sandbox_terminated")
+    assert wait_clean(d.state_dir, [sid]) == []
+
+
 def test_second_sbxd_on_same_state_dir_is_refused(own_sbxd):
     d = own_sbxd()
     other = Sbxd(d.state_dir)
