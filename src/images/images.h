@@ -113,6 +113,11 @@ int img_volume_mount (const char *state_dir, const char *name, char dir[PATH_MAX
                       struct sbx_err *err);
 /* Unmount (lazily) and remove the image file. */
 int img_volume_delete (const char *state_dir, const char *name, struct sbx_err *err);
+/* A volume the store does not know, moved out of the way with its data kept: unmounted,
+ * its mount point removed, its image renamed to volumes/.unrecorded/<name>-<time>.img
+ * (out; "" if there was no image). The name is free again. */
+int img_volume_set_aside (const char *state_dir, const char *name, char out[PATH_MAX],
+                          struct sbx_err *err);
 /* Bytes in use and total, from statfs of the mounted filesystem. */
 int img_volume_usage (const char *state_dir, const char *name, uint64_t *used, uint64_t *total,
                       struct sbx_err *err);

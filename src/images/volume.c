@@ -23,6 +23,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MKFS "/usr/sbin/mkfs.ext4"
@@ -137,6 +138,18 @@ is_mounted (const char *dir)
   return S_ISDIR (a.st_mode) && a.st_dev != b.st_dev;
 }
 
+/* Unmount the volume's directory (every mount stacked there) and remove it. */
+static int
+unmount_dir (const char *dir, struct sbx_err *err)
+{
+  while (is_mounted (dir))
+    if (umount2 (dir, MNT_DETACH) < 0)
+      return sbx_err_sys (err, "unmount '%s'", dir);
+  if (rmdir (dir) < 0 && errno != ENOENT)
+    return sbx_err_sys (err, "rmdir '%s'", dir);
+  return 0;
+}
+
 /* The loop device img is attached to already, if any: a sandbox that outlived sbxd's
  * own mount (restart, lazy unmount) still holds the filesystem through it. Mounting that
  * device again gives the same filesystem; attaching a second device to the same file
@@ -242,16 +255,34 @@ int
 img_volume_delete (const char *state_dir, const char *name, struct sbx_err *err)
 {
   char dir[PATH_MAX], img[PATH_MAX];
-  if (paths (state_dir, name, dir, img, err) < 0)
+  if (paths (state_dir, name, dir, img, err) < 0 || unmount_dir (dir, err) < 0)
     return -1;
-  while (is_mounted (dir))
-    if (umount2 (dir, MNT_DETACH) < 0)
-      return sbx_err_sys (err, "unmount '%s'", dir);
-  if (rmdir (dir) < 0 && errno != ENOENT)
-    return sbx_err_sys (err, "rmdir '%s'", dir);
   if (unlink (img) < 0 && errno != ENOENT)
     return sbx_err_sys (err, "remove '%s'", img);
   return 0;
+}
+
+int
+img_volume_set_aside (const char *state_dir, const char *name, char out[PATH_MAX],
+                      struct sbx_err *err)
+{
+  char dir[PATH_MAX], img[PATH_MAX], aside[PATH_MAX];
+  out[0] = '\0';
+  if (paths (state_dir, name, dir, img, err) < 0 || unmount_dir (dir, err) < 0)
+    return -1;
+  /* ".unrecorded" is no volume name (those start with a letter or digit). */
+  snprintf (aside, sizeof aside, "%s/volumes/.unrecorded", state_dir);
+  if (mkdir (aside, 0700) < 0 && errno != EEXIST)
+    return sbx_err_sys (err, "mkdir '%s'", aside);
+  snprintf (out, PATH_MAX, "%s/%s-%lld.img", aside, name, (long long) time (NULL));
+  if (rename (img, out) == 0)
+    return 0;
+  int e = errno;
+  out[0] = '\0';
+  if (e == ENOENT)
+    return 0;
+  errno = e;
+  return sbx_err_sys (err, "move '%s' aside", img);
 }
 
 int

@@ -203,10 +203,15 @@ srv_volumes_recover (struct srv *s)
       struct sbx_err err = { 0 };
       if (store_volume_get (s->store, name, &vol, &err) == 0 || err.code != SBX_E_NOT_FOUND)
         continue; /* recorded (or the store cannot say: keep it) */
-      if (img_volume_delete (s->cfg.state_dir, name, &err) < 0)
-        LOG_WARN ("restart: remove unrecorded volume '%s': %s", name, err.msg);
-      else
-        LOG_INFO ("restart: removed volume '%s', left unrecorded by a crash", name);
+      /* A crash during create or delete leaves one, but so does a database restored
+       * from an older backup: keep the data, free the name. */
+      char aside[PATH_MAX];
+      if (img_volume_set_aside (s->cfg.state_dir, name, aside, &err) < 0)
+        LOG_WARN ("restart: volume '%s' has no record; moving it aside: %s", name, err.msg);
+      else if (aside[0])
+        LOG_WARN ("restart: volume '%s' has no record (cut create or delete, or an older "
+                  "database); its image is kept as %s: remove it to free the space",
+                  name, aside);
     }
   closedir (d);
 }

@@ -42,8 +42,9 @@ void srv_image_prep_done (struct srv *s, struct srv_image_prep *prep, const char
  * posting its spec again retries it (image_build.c). */
 void srv_builds_recover (struct srv *s);
 /* At start: a volume on disk that the store does not know (sbxd died between making its
- * filesystem and recording it, or between forgetting it and removing it) is removed, so
- * that its disk comes back and its name can be created again (h_volume.c). */
+ * filesystem and recording it, or between forgetting it and removing it; or the database
+ * is an older copy) is moved aside with its data (img_volume_set_aside), so that its name
+ * can be created again (h_volume.c). */
 void srv_volumes_recover (struct srv *s);
 
 /* The layer lock: readers make or use layers, GC is the writer. */

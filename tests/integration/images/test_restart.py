@@ -113,24 +113,35 @@ def test_snapshot_cut_by_kill9_leaves_no_half_made_layer(python_image):
         finish(d)
 
 
-def test_volume_left_unrecorded_by_a_crash_is_removed_at_start(python_image):
+def test_volume_left_unrecorded_is_set_aside_at_start(python_image):
     """sbxd dies between making a volume's filesystem (fallocated image, mkfs, loop mount)
     and recording it, as kill -9 during a /volume/create does (seen with mkfs stopped):
     before, the image kept its whole size on disk and the name was lost for good (create:
-    500 "File exists", list: absent, delete: 404). The next start removes it."""
+    500 "File exists", list: absent, delete: 404). The next start moves it aside, data
+    kept (a database restored from an older copy leaves the same state, with data in it),
+    and the name is free again."""
     d = Sbxd(make_state_dir(), ["--pool-size", "0"]).start()
     try:
         assert d.post("/volume/create", {"name": "cut", "size_mb": 64}).status_code == 200
+        sid = d.create(volumes={"/data": "cut"})
+        assert sh(d, sid, "echo precious > /data/f && sync && echo ok") == "ok\n"
+        assert d.post("/sandbox/terminate", {"sandbox_id": sid}).status_code == 200
         vols = d.state_dir / "volumes"
         d.kill9()
         # the state such a crash leaves: everything but the row
-        subprocess.run(["sqlite3", str(d.state_dir / "sbx.db"), "DELETE FROM volumes WHERE name = 'cut'"],
-                       check=True)
+        subprocess.run(["sqlite3", str(d.state_dir / "sbx.db"),
+                        "DELETE FROM sandbox_volumes WHERE volume = 'cut';"
+                        "DELETE FROM volumes WHERE name = 'cut'"], check=True)
         assert (vols / "cut.img").exists()
-        assert str(vols / "cut") in open("/proc/self/mountinfo").read()
         d.start()
         assert not (vols / "cut.img").exists() and not (vols / "cut").exists()
         assert str(vols / "cut") not in open("/proc/self/mountinfo").read()
+        aside = list((vols / ".unrecorded").glob("cut-*.img"))
+        assert len(aside) == 1 and aside[0].stat().st_size == 64 << 20, aside
+        assert "its image is kept as" in d.log()
+        out = subprocess.run(["debugfs", "-R", "cat /f", str(aside[0])], capture_output=True,
+                             text=True, check=True).stdout
+        assert out == "precious\n", out
         r = d.post("/volume/create", {"name": "cut", "size_mb": 64})
         assert r.status_code == 200, r.text
         assert [v["name"] for v in d.get("/volume/list").json()["volumes"]] == ["cut"]
