@@ -3,22 +3,29 @@
  * stdout; a single file). Files go through GET/PUT /sandbox/{id}/files (streamed: any
  * size, bytes exact, the mode is kept), directories as tar through /sandbox/{id}/archive
  * with the local tar (extracting as the caller: no owners, setuid bits or devices from
- * the sandbox). */
+ * the sandbox, and nothing written outside the destination). */
 #include "cli.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/landlock.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define EXIT_SBX_FAILED 125
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14) /* ABI 3, Linux 6.2 */
+#endif
 
 /* "sb_xxx:/path" -> id and path. */
 static int
@@ -167,6 +174,64 @@ is_remote_dir (const char *base, const char *id, const char *path, int *dir)
   return 0;
 }
 
+/* The Landlock ABI version of this kernel, 0 without Landlock. */
+static int
+landlock_abi (void)
+{
+  long v = syscall (SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+  return v > 0 ? (int) v : 0;
+}
+
+/* From here on (and across exec) this process can create, write, remove and link files
+ * only beneath dir; reading stays as it was. GNU tar keeps one archive's own symlinks from
+ * being followed (it creates them last), but not symlinks already in the destination, and
+ * a sandbox can leave those there with an earlier copy: "link -> /etc" now, "link/x"
+ * next time. Returns -1 when the kernel cannot do it. */
+static int
+confine_writes (const char *dir)
+{
+  int abi = landlock_abi ();
+  if (abi < 1)
+    return -1;
+  struct landlock_ruleset_attr ra = {
+    .handled_access_fs = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR
+                         | LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_CHAR
+                         | LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG
+                         | LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO
+                         | LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM,
+  };
+  if (abi >= 2) /* a hard link to a file outside dir is refused (EXDEV) */
+    ra.handled_access_fs |= LANDLOCK_ACCESS_FS_REFER;
+  if (abi >= 3)
+    ra.handled_access_fs |= LANDLOCK_ACCESS_FS_TRUNCATE;
+  cleanup_close int rs = (int) syscall (SYS_landlock_create_ruleset, &ra, sizeof ra, 0);
+  cleanup_close int dfd = open (dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rs < 0 || dfd < 0)
+    return -1;
+  struct landlock_path_beneath_attr pb = { .allowed_access = ra.handled_access_fs,
+                                           .parent_fd = dfd };
+  if (syscall (SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0
+      || prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0
+      || syscall (SYS_landlock_restrict_self, rs, 0) < 0)
+    return -1;
+  return 0;
+}
+
+/* 1 if dir holds anything, 0 if empty, -1 if it cannot be read. */
+static int
+dir_has_entries (const char *dir)
+{
+  DIR *d = opendir (dir);
+  if (!d)
+    return -1;
+  struct dirent *e;
+  int any = 0;
+  while (!any && (e = readdir (d)))
+    any = strcmp (e->d_name, ".") && strcmp (e->d_name, "..");
+  closedir (d);
+  return any;
+}
+
 static int
 tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
 {
@@ -187,11 +252,17 @@ tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
        * tar's place. As root, GNU tar would give the files the archive's owners and
        * setuid bits and create its device nodes, here on the host: the files become
        * ours, without setuid/setgid, and creating a device fails (CAP_MKNOD dropped
-       * from the bounding set, so tar's exec cannot regain it). */
+       * from the bounding set, so tar's exec cannot regain it). Writes are confined to
+       * dir (download() refuses a directory with entries when the kernel cannot), and
+       * directories that exist keep their mode and times (the archive's "./" would
+       * otherwise set them on dir itself: a sandbox's 0777 or 0000 on the caller's
+       * directory). */
       if (geteuid () == 0 && prctl (PR_CAPBSET_DROP, CAP_MKNOD, 0, 0, 0) < 0)
         _exit (127);
-      execlp ("tar", "tar", "-x", "--no-same-owner", "--no-same-permissions", "-f", "-", "-C",
-              dir, (char *) NULL);
+      if (confine_writes (dir) < 0 && landlock_abi () > 0)
+        _exit (127);
+      execlp ("tar", "tar", "-x", "--no-same-owner", "--no-same-permissions",
+              "--no-overwrite-dir", "-f", "-", "-C", dir, (char *) NULL);
       _exit (127);
     }
   close (create ? p[1] : p[0]);
@@ -277,6 +348,13 @@ download (const char *base, const char *id, const char *path, const char *dst)
       if (!exists && mkdir (dst, 0755) < 0)
         {
           fprintf (stderr, "sbx cp: %s: %s\n", dst, strerror (errno));
+          return 1;
+        }
+      /* Without Landlock, only a fresh directory is safe from symlinks left in it. */
+      if (exists && landlock_abi () < 1 && dir_has_entries (dst) != 0)
+        {
+          fprintf (stderr, "sbx cp: %s is not empty and this kernel has no Landlock to keep "
+                           "the local tar inside it: copy into a new directory\n", dst);
           return 1;
         }
       FILE *f;

@@ -140,3 +140,60 @@ def test_cp_out_of_a_sandbox_keeps_its_archive_powerless(sbxd, sid, tmp_path):
         st = (out / name).stat()
         assert st.st_uid == os.geteuid(), (name, st.st_uid)
         assert not st.st_mode & 0o6000, (name, oct(st.st_mode))
+
+
+_SYMLINK_TAR = r"""#!/usr/bin/python3
+import io, sys, tarfile
+# A sandbox's own tar: "./" asks for mode 0777 on the destination, then files
+# go through "link", a symlink an earlier sbx cp left in the destination, and a hard link
+# points there too.
+out = tarfile.open(fileobj=sys.stdout.buffer, mode="w|")
+t = tarfile.TarInfo("./")
+t.type, t.mode, t.mtime = tarfile.DIRTYPE, 0o777, 0
+out.addfile(t)
+for name in ("./link/secret", "./link/new"):
+    t = tarfile.TarInfo(name)
+    t.size = 5
+    out.addfile(t, io.BytesIO(b"PWNED"))
+t = tarfile.TarInfo("./hl")
+t.type, t.linkname = tarfile.LNKTYPE, "./link/secret"
+out.addfile(t)
+out.close()
+"""
+
+
+def test_cp_out_of_a_sandbox_writes_only_into_its_destination(sbxd, sid, tmp_path):
+    # The local tar followed symlinks already in the destination: a first copy left
+    # out/link -> victim, the second wrote victim/secret through it (as root: any file of
+    # the host), and the archive's "./" set the mode of the destination itself.
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "secret").write_text("host")
+    plant = f"mkdir -p /work/plant && ln -s {victim} /work/plant/link"
+    assert sbxd.exec(sid, ["sh", "-c", plant]).json()["exit_code"] == 0
+    out = tmp_path / "out"
+    r = sbx(sbxd, "cp", f"{sid}:/work/plant", str(out))
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(out / "link") == str(victim)
+    out.chmod(0o700)
+    w = {"sandbox_id": sid, "path": "/usr/local/bin/tar", "content": _SYMLINK_TAR,
+         "mode": "0755"}
+    assert sbxd.post("/sandbox/files/write", w).status_code == 200
+    r = sbx(sbxd, "cp", f"{sid}:/work/plant", str(out))
+    assert r.returncode == 1, r.stderr  # tar reports what it was refused
+    assert (victim / "secret").read_text() == "host"
+    assert sorted(os.listdir(victim)) == ["secret"]
+    assert not (out / "hl").exists()
+    assert oct(out.stat().st_mode & 0o7777) == "0o700"
+    # A plain tree into a directory that has files: extracted, what was there kept.
+    os.unlink(out / "link")
+    (out / "keep").write_text("k")
+    assert sbxd.post("/sandbox/files/remove", {"sandbox_id": sid,
+                                               "path": "/usr/local/bin/tar"}).status_code == 200
+    tree = "mkdir -p /work/t/a/b /work/t/c && echo x > /work/t/a/b/f && ln /work/t/a/b/f /work/t/c/h"
+    assert sbxd.exec(sid, ["sh", "-c", tree]).json()["exit_code"] == 0
+    r = sbx(sbxd, "cp", f"{sid}:/work/t", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "keep").read_text() == "k" and not (out / "link").exists()
+    assert (out / "c" / "h").read_text() == "x\n"
+    assert (out / "c" / "h").stat().st_ino == (out / "a" / "b" / "f").stat().st_ino
