@@ -254,9 +254,9 @@ tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
        * ours, without setuid/setgid, and creating a device fails (CAP_MKNOD dropped
        * from the bounding set, so tar's exec cannot regain it). Writes are confined to
        * dir (download() refuses a directory with entries when the kernel cannot), and
-       * directories that exist keep their mode and times (the archive's "./" would
-       * otherwise set them on dir itself: a sandbox's 0777 or 0000 on the caller's
-       * directory). */
+       * directories that exist keep their mode (the archive's "./" would otherwise set
+       * it on dir itself: a sandbox's 0777 or 0000 on the caller's directory; GNU tar
+       * still sets their times). */
       if (geteuid () == 0 && prctl (PR_CAPBSET_DROP, CAP_MKNOD, 0, 0, 0) < 0)
         _exit (127);
       if (confine_writes (dir) < 0 && landlock_abi () > 0)
