@@ -78,9 +78,37 @@ reply_created (struct srv_reply *r, const struct store_sandbox *rec, const struc
   json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (l->disk_bytes >> 20)));
 }
 
+/* With authentication on, an owner runs at most max_sandboxes_per_owner sandboxes, so
+ * one paying caller cannot take every place of the host. Asked before a create claims or
+ * spawns anything (mine 0), and again once its row is in (mine 1): two creates racing
+ * for the last place then count each other and neither gets it past the bound. 0, or 1
+ * with r filled (429; the call is refunded like any 429). */
+static int
+owner_over_limit (struct srv *s, int mine, struct srv_reply *r)
+{
+  if (!s->cfg.auth || !s->cfg.max_per_owner)
+    return 0;
+  int64_t n = 0;
+  struct sbx_err err = { 0 };
+  if (store_sandbox_count_running (s->store, srv_req_owner (), &n, &err) < 0)
+    {
+      srv_reply_err (r, &err); /* fail closed */
+      return 1;
+    }
+  if (n + !mine <= s->cfg.max_per_owner)
+    return 0;
+  char msg[200];
+  snprintf (msg, sizeof msg,
+            "%d sandboxes of yours are running (max_sandboxes_per_owner): terminate one first",
+            s->cfg.max_per_owner);
+  srv_reply_http (r, 429, "too_many_sandboxes", msg);
+  return 1;
+}
+
 /* A claimed pool member becomes the caller's: only what is request-specific is applied
  * (DB row with owner and charge, lifetime from now, env and workdir, which are exec
- * defaults kept by sbxd). Nothing inside the sandbox changes. 0, or -1: go cold. */
+ * defaults kept by sbxd). Nothing inside the sandbox changes. 0; 1: refused, r filled
+ * (owner_over_limit); -1: go cold. */
 static int
 create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *req,
                   struct srv_reply *r)
@@ -103,6 +131,12 @@ create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *
   free (rec.env_json);
   rec.env_json = NULL;
   rec.workdir = NULL;
+  if (stored == 0 && owner_over_limit (s, 1, r))
+    {
+      store_sandbox_delete (s->store, sb->id, NULL);
+      srv_pool_claim_done (sb, NULL, NULL);
+      return 1;
+    }
   if (stored < 0 || srv_sandbox_set_expiry (sb, rec.expires_at_ms, &err) < 0)
     {
       LOG_WARN ("claim pool sandbox %s: %s", sb->id, err.msg);
@@ -147,10 +181,17 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
                       "volumes are not available with authentication on (they have no owner)");
       return;
     }
-  struct srv_sandbox *pooled = srv_pool_claim (s, &req, body);
-  if (pooled && create_from_pool (s, pooled, &req, r) == 0)
+  if (owner_over_limit (s, 0, r))
     {
-      srv_metrics_create (SRV_M_POOL, sbx_mono_ns () - t0);
+      srv_create_req_free (&req);
+      return;
+    }
+  struct srv_sandbox *pooled = srv_pool_claim (s, &req, body);
+  int claimed = pooled ? create_from_pool (s, pooled, &req, r) : -1;
+  if (claimed >= 0)
+    {
+      if (claimed == 0)
+        srv_metrics_create (SRV_M_POOL, sbx_mono_ns () - t0);
       srv_create_req_free (&req);
       return;
     }
@@ -202,6 +243,14 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   rec.workdir = NULL;
   if (stored < 0)
     goto fail;
+  if (owner_over_limit (s, 1, r))
+    {
+      store_sandbox_delete (s->store, id, NULL);
+      srv_image_prep_done (s, &prep, id, 0);
+      srv_unreserve (s);
+      srv_create_req_free (&req);
+      return;
+    }
   int64_t t_spawn = sbx_mono_ns ();
   if (rt_sandbox_spawn (&spec, &rt, &err) < 0)
     {

@@ -21,8 +21,9 @@ struct hist {
 static const char *const codes[] = {
   "invalid_request", "unauthorized", "payment_required", "forbidden", "sandbox_not_found",
   "method_not_allowed", "sandbox_timeout", "sandbox_terminated", "payload_too_large",
-  "unsupported_media_type", "too_many_requests", "exec_failed", "internal_error",
-  "at_capacity", "unavailable", "not_found", "protocol_error", "insufficient_funds",
+  "unsupported_media_type", "too_many_requests", "too_many_sandboxes", "exec_failed",
+  "internal_error", "at_capacity", "unavailable", "not_found", "protocol_error",
+  "insufficient_funds",
   "payment_invalid", "payment_already_used", "payment_in_progress", "settlement_failed",
   "settlement_error", "facilitator_unreachable", "already_exists", "archive_failed",
   "directory_not_empty", "file_not_found", "process_not_found", "stdin_closed",

@@ -66,6 +66,7 @@ struct srv_config {
   int connection_limit;       /* concurrent HTTP connections (idle ones past it evicted) */
   unsigned connection_timeout;/* idle seconds before MHD drops a connection */
   uint64_t max_unread_bytes;  /* answers sbxd holds for clients that have not read them */
+  int max_per_owner;          /* auth on: running sandboxes per owner (0: no bound) */
   int prepare_image;          /* resolve (build) the default image at start */
   /* money (auth_config.c, docs/payments.md) */
   int auth;                   /* SRV_AUTH_* bits; 0: off, loopback only */

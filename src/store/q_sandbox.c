@@ -130,6 +130,21 @@ store_sandbox_list (struct store *st, int status, struct store_sandbox **out, si
 }
 
 int
+store_sandbox_count_running (struct store *st, const char *owner, int64_t *n,
+                             struct sbx_err *err)
+{
+  static const char sql[]
+      = "SELECT count(*) FROM sandboxes WHERE owner = ?1 AND status = 'running'";
+  const struct store_val v[] = { store_text (owner) };
+  cleanup_store_unlock struct store *locked = store_lock (st);
+  cleanup_stmt sqlite3_stmt *s = NULL;
+  if (store_one_locked (st, sql, v, 1, &s, "count running sandboxes", err) < 0)
+    return -1;
+  *n = sqlite3_column_int64 (s, 0);
+  return 0;
+}
+
+int
 store_sandbox_list_owned (struct store *st, int status, const char *owner,
                           struct store_sandbox **out, size_t *n, struct sbx_err *err)
 {

@@ -78,6 +78,9 @@ int store_sandbox_terminate (struct store *st, const char *id, int64_t at_ms, co
 int store_sandbox_list (struct store *st, int status, struct store_sandbox **out, size_t *n,
                         struct sbx_err *err);
 void store_sandbox_list_free (struct store_sandbox *list, size_t n);
+/* How many sandboxes of owner are running (their rows say "running"). */
+int store_sandbox_count_running (struct store *st, const char *owner, int64_t *n,
+                                 struct sbx_err *err);
 /* Same, only the sandboxes of one owner (owner NULL: everyone's). */
 int store_sandbox_list_owned (struct store *st, int status, const char *owner,
                               struct store_sandbox **out, size_t *n, struct sbx_err *err);

@@ -233,3 +233,42 @@ def test_sbx_client_sends_the_key_from_the_environment(keyd):
     r = subprocess.run([str(SBX), "exec", sid, "--", "echo", "ok"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "ok\n"
     assert balance(d, h) == 1000000 - 10000 - 1000
+
+
+def test_running_sandboxes_per_owner_are_bounded(money_sbxd, tmp_path):
+    """max_sandboxes_per_owner: with auth on, one paying caller cannot take every place of
+    the host. Past the bound a create is 429 too_many_sandboxes and refunded; other owners
+    are not affected; six concurrent creates against a bound of 2 get at most 2."""
+    import concurrent.futures
+    import json
+    cfg = tmp_path / "sbxd.json"
+    cfg.write_text(json.dumps({"max_sandboxes_per_owner": 2}))
+    d = money_sbxd("--auth", "api_key", "--config", str(cfg))
+    ha, hb = new_key(d, "ann", "$1"), new_key(d, "ben", "$1")
+
+    def create(h):
+        r = d.post("/sandbox/create", {"timeout": 120}, headers=h)
+        if r.status_code == 200:
+            d.created.append(r.json()["sandbox_id"])
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        got = list(ex.map(lambda _: create(ha), range(6)))
+    ok = [r.json()["sandbox_id"] for r in got if r.status_code == 200]
+    refused = [r for r in got if r.status_code != 200]
+    assert 1 <= len(ok) <= 2, [r.text for r in got]
+    assert all(r.status_code == 429 and r.json()["error"]["code"] == "too_many_sandboxes"
+               for r in refused), [r.text for r in refused]
+    while len(ok) < 2:  # the race may have refused both contenders for the last place
+        r = create(ha)
+        assert r.status_code == 200, r.text
+        ok.append(r.json()["sandbox_id"])
+    before = balance(d, ha)
+    r = create(ha)
+    assert r.status_code == 429 and "max_sandboxes_per_owner" in r.json()["error"]["message"]
+    assert balance(d, ha) == before  # refunded
+    assert create(hb).status_code == 200  # another owner still creates
+    assert d.post("/sandbox/terminate", {"sandbox_id": ok[0]}, headers=ha).status_code == 200
+    assert create(ha).status_code == 200
+    running = d.get("/sandbox/list?status=running", headers=ha).json()
+    assert len(running["sandboxes"]) == 2, running
