@@ -341,6 +341,12 @@ test_recover_after_crash (void **state)
   assert_int_equal (store_sandbox_list_owned (f->st, STORE_RUNNING, NULL, &l, &n, &err), 0);
   assert_int_equal (n, 2);
   store_sandbox_list_free (l, n);
+  /* the running ones of one owner, counted (max_sandboxes_per_owner) */
+  int64_t running = -1;
+  assert_int_equal (store_sandbox_count_running (f->st, "acct:alice", &running, &err), 0);
+  assert_int_equal (running, 1);
+  assert_int_equal (store_sandbox_count_running (f->st, "acct:nobody", &running, &err), 0);
+  assert_int_equal (running, 0);
 }
 
 int
