@@ -1,5 +1,6 @@
 /* sbx logs [-f] ID PROCESS: the output of a background process, from its start (or from
- * the earliest byte still kept); -f follows it until it exits. */
+ * the earliest byte still kept) to what it had written when asked; -f follows it until it
+ * exits. */
 #include "cli.h"
 
 #include <getopt.h>
@@ -46,7 +47,7 @@ cli_cmd_logs (int argc, char **argv)
       case 'h':
         printf ("usage: sbx logs [-f] ID PROCESS_ID\n"
                 "Print the output of a background process (sbx exec --background, or the API's\n"
-                "\"background\": true).\n\n"
+                "\"background\": true) as far as it has written it now.\n\n"
                 "  -f, --follow     keep printing until it exits\n"
                 "  --url URL        sbxd address (default $SBX_URL or http://127.0.0.1:8080)\n");
         return 0;
@@ -83,7 +84,9 @@ cli_cmd_logs (int argc, char **argv)
         }
       return exit_code >= 0 ? 0 : 125;
     }
-  json_int_t off[2] = { 0, 0 };
+  /* What was written by the first answer, and no further: a process that writes faster
+   * than we read would otherwise keep this loop going for as long as it runs. */
+  json_int_t off[2] = { 0, 0 }, upto[2] = { -1, -1 };
   for (;;)
     {
       json_t *body = json_pack ("{s:s,s:I,s:I,s:I,s:s}", "sandbox_id", argv[optind],
@@ -103,7 +106,13 @@ cli_cmd_logs (int argc, char **argv)
       write_b64 (r, "stderr", stderr);
       off[0] = json_integer_value (json_object_get (r, "stdout_offset"));
       off[1] = json_integer_value (json_object_get (r, "stderr_offset"));
-      int more = json_is_true (json_object_get (r, "more"));
+      if (upto[0] < 0)
+        {
+          upto[0] = json_integer_value (json_object_get (r, "stdout_bytes"));
+          upto[1] = json_integer_value (json_object_get (r, "stderr_bytes"));
+        }
+      int more = json_is_true (json_object_get (r, "more"))
+                 && (off[0] < upto[0] || off[1] < upto[1]);
       json_decref (r);
       if (!more)
         return 0;

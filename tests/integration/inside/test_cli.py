@@ -72,6 +72,21 @@ def test_logs(sbxd, sid):
     assert bad.returncode == 1 and b"process_not_found" in bad.stderr
 
 
+def test_logs_of_a_process_that_never_stops_writing_ends(sbxd, sid):
+    # Without -f, sbx logs asked for more while the answer said "more": a process writing
+    # faster than the client reads kept it printing for as long as the process ran.
+    b = sbx(sbxd, "exec", "--background", sid, "--", "yes", "x" * 200)
+    assert b.returncode == 0, b.stderr
+    p = b.stdout.decode().strip()
+    start = time.monotonic()
+    a = sbx(sbxd, "logs", sid, p, timeout=20)
+    assert a.returncode == 0, a.stderr
+    assert time.monotonic() - start < 10
+    # at most what the 8 MiB ring held when asked, plus the 1 MiB answers read meanwhile
+    assert 0 < len(a.stdout) <= 16 << 20
+    assert set(a.stdout) == set(b"x\n")
+
+
 def test_cp_files_and_directories(sbxd, sid, tmp_path):
     src = tmp_path / "blob.bin"
     src.write_bytes(os.urandom(3_000_000))
