@@ -15,14 +15,20 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/landlock.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define EXIT_SBX_FAILED 125
+/* Address space of the tar that extracts a sandbox's archive. It needs a few MiB; GNU tar
+ * allocates a long name or a pax header of whatever size the archive gives it, so a
+ * sandbox could otherwise make it grow until the host runs out of memory. */
+#define TAR_X_MAX_AS (512ul << 20)
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
 #define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14) /* ABI 3, Linux 6.2 */
 #endif
@@ -261,6 +267,10 @@ tar_pipe (const char *dir, int create, FILE **f, pid_t *pid)
         _exit (127);
       if (confine_writes (dir) < 0 && landlock_abi () > 0)
         _exit (127);
+      struct rlimit as = { TAR_X_MAX_AS, TAR_X_MAX_AS };
+      if (setrlimit (RLIMIT_AS, &as) < 0)
+        _exit (127);
+      signal (SIGPIPE, SIG_DFL);
       execlp ("tar", "tar", "-x", "--no-same-owner", "--no-same-permissions",
               "--no-overwrite-dir", "-f", "-", "-C", dir, (char *) NULL);
       _exit (127);
@@ -359,6 +369,7 @@ download (const char *base, const char *id, const char *path, const char *dst)
         }
       FILE *f;
       pid_t pid;
+      signal (SIGPIPE, SIG_IGN); /* a tar that stops early is reported, not fatal to us */
       if (tar_pipe (dst, 0, &f, &pid) < 0)
         return 1;
       int rc = transfer (base, id, "archive", path, 0, f, -1);

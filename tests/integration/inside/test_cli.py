@@ -212,3 +212,43 @@ def test_cp_out_of_a_sandbox_writes_only_into_its_destination(sbxd, sid, tmp_pat
     assert (out / "keep").read_text() == "k" and not (out / "link").exists()
     assert (out / "c" / "h").read_text() == "x\n"
     assert (out / "c" / "h").stat().st_ino == (out / "a" / "b" / "f").stat().st_ino
+
+
+_LONG_NAME_TAR = r"""#!/usr/bin/python3
+import sys
+# A GNU long-name header that claims 700 MiB, then the name: GNU tar allocates and fills
+# whatever size the archive says.
+size = 700 << 20
+h = bytearray(512)
+h[0:13] = b"././@LongLink"
+for at, field in ((100, b"0000644"), (108, b"0000000"), (116, b"0000000"),
+                  (124, b"%011o" % size), (136, b"00000000000")):
+    h[at:at + len(field)] = field
+h[156:157], h[257:265], h[148:156] = b"L", b"ustar  \0", b" " * 8
+h[148:155] = b"%06o\0" % sum(h)
+sys.stdout.buffer.write(bytes(h))
+for _ in range(size >> 20):
+    sys.stdout.buffer.write(b"a" * (1 << 20))
+"""
+
+_MAXRSS_OF_CHILDREN = """
+import resource, subprocess, sys
+r = subprocess.run(sys.argv[1:], capture_output=True)
+sys.stderr.buffer.write(r.stderr)
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_cp_out_of_a_sandbox_bounds_the_local_tars_memory(sbxd, sid, tmp_path):
+    # The local tar held a 700 MiB file name in memory because the sandbox's archive said
+    # so; a larger one would have taken the host's memory.
+    w = {"sandbox_id": sid, "path": "/usr/local/bin/tar", "content": _LONG_NAME_TAR,
+         "mode": "0755"}
+    assert sbxd.post("/sandbox/files/write", w).status_code == 200
+    assert sbxd.exec(sid, ["mkdir", "-p", "/work/d"]).json()["exit_code"] == 0
+    r = subprocess.run(["/usr/bin/python3", "-c", _MAXRSS_OF_CHILDREN, str(SBX), "cp",
+                        f"{sid}:/work/d", str(tmp_path / "d")], capture_output=True,
+                       env=dict(os.environ, SBX_URL=sbxd.url), timeout=60)
+    rc, maxrss_kib = map(int, r.stdout.split())
+    assert rc == 1 and b"local tar failed" in r.stderr, r.stderr
+    assert maxrss_kib < 256 << 10, maxrss_kib
