@@ -295,6 +295,39 @@ tar_wait (pid_t pid)
   return 0;
 }
 
+/* The local file a copy out of a sandbox writes. An earlier directory copy out of the
+ * same (untrusted) sandbox may have left a symlink or a FIFO at that name: never write
+ * through a symlink (as root it could be any host file), never block on a FIFO. A regular
+ * file is replaced in place, as cp(1) does; a character device (/dev/null) is fine. */
+static FILE *
+open_target (const char *target)
+{
+  int fd = open (target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
+  struct stat st;
+  if (fd < 0 || fstat (fd, &st) < 0)
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", target,
+               errno == ELOOP ? "is a symbolic link (not written through)" : strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return NULL;
+    }
+  if (!S_ISREG (st.st_mode) && !S_ISCHR (st.st_mode))
+    {
+      fprintf (stderr, "sbx cp: %s: not a regular file\n", target);
+      close (fd);
+      return NULL;
+    }
+  FILE *f = NULL;
+  if (fcntl (fd, F_SETFL, 0) < 0 || (S_ISREG (st.st_mode) && ftruncate (fd, 0) < 0)
+      || !(f = fdopen (fd, "wb")))
+    {
+      fprintf (stderr, "sbx cp: %s: %s\n", target, strerror (errno));
+      close (fd);
+    }
+  return f;
+}
+
 static int
 upload (const char *base, const char *src, const char *id, const char *path)
 {
@@ -385,12 +418,9 @@ download (const char *base, const char *id, const char *path, const char *dst)
     }
   else
     snprintf (target, sizeof target, "%s", dst);
-  FILE *f = fopen (target, "wb");
+  FILE *f = open_target (target);
   if (!f)
-    {
-      fprintf (stderr, "sbx cp: %s: %s\n", target, strerror (errno));
-      return 1;
-    }
+    return 1;
   int rc = transfer (base, id, "files", path, 0, f, -1);
   if (fclose (f) != 0)
     rc = 1;

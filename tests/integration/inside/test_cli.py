@@ -252,3 +252,26 @@ def test_cp_out_of_a_sandbox_bounds_the_local_tars_memory(sbxd, sid, tmp_path):
     rc, maxrss_kib = map(int, r.stdout.split())
     assert rc == 1 and b"local tar failed" in r.stderr, r.stderr
     assert maxrss_kib < 256 << 10, maxrss_kib
+
+
+def test_cp_of_a_file_never_writes_through_what_a_sandbox_left(sbxd, sid, tmp_path):
+    # A directory copied out of a sandbox may hold a symlink to any host file, or a FIFO:
+    # copying one file out onto that name wrote the host file through the link (as root),
+    # or hung on the FIFO. Now both are refused; a regular file is still replaced.
+    victim = tmp_path / "victim"
+    victim.write_text("host")
+    plant = f"mkdir -p /work/p && ln -s {victim} /work/p/f && mkfifo /work/p/q && echo new > /work/f"
+    assert sbxd.exec(sid, ["sh", "-c", plant]).json()["exit_code"] == 0
+    out = tmp_path / "out"
+    assert sbx(sbxd, "cp", f"{sid}:/work/p", str(out)).returncode == 0
+    assert os.readlink(out / "f") == str(victim)
+    r = sbx(sbxd, "cp", f"{sid}:/work/f", str(out / "f"))
+    assert r.returncode == 1 and b"symbolic link" in r.stderr, r.stderr
+    r = sbx(sbxd, "cp", f"{sid}:/work/f", str(out))  # the same name, inside the directory
+    assert r.returncode == 1 and b"symbolic link" in r.stderr, r.stderr
+    assert victim.read_text() == "host"
+    r = sbx(sbxd, "cp", f"{sid}:/work/f", str(out / "q"), timeout=20)
+    assert r.returncode == 1, r.stderr
+    (out / "g").write_text("old content, longer than the new")
+    assert sbx(sbxd, "cp", f"{sid}:/work/f", str(out / "g")).returncode == 0
+    assert (out / "g").read_text() == "new\n"
