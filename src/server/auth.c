@@ -452,7 +452,15 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
         }
       else
         {
-          /* No price to pay, but the caller must still say who it is. */
+          /* No price to pay, but the caller must still say who it is. A priced call whose
+           * configured price is 0 offers an x402 payment of 0: x402 clients react only to
+           * 402, and the authorization of value 0 they sign for it is the proof below
+           * (a 401 left them no way to call it). list and usage stay 401. */
+          if (!has_payment && priced_route (q->route))
+            {
+              reply_402_x402 (r, &ch->offer, NULL);
+              return 0;
+            }
           if (!has_payment)
             {
               reply_401 (r, "authentication required: an API key, or a signed x402 "

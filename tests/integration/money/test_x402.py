@@ -306,6 +306,38 @@ def test_keys_and_x402_together(money_sbxd, facilitator, x402_client):
     assert r.status_code == 401
 
 
+def test_call_priced_at_zero_is_offered_for_zero_and_the_official_client_makes_it(
+        money_sbxd, facilitator, x402_client, tmp_path):
+    """A lifecycle call whose configured price is 0 still needs the caller's identity. It
+    was answered 401, which x402 clients cannot act on (they react to 402 only), so an
+    x402 caller could never terminate its sandbox: now it is a 402 offer of 0, and the
+    authorization of value 0 the official client signs for it is the proof of identity
+    (never recorded nor settled)."""
+    cfg = tmp_path / "sbxd.json"
+    cfg.write_text(json.dumps({"pricing": {"status": 0, "terminate": 0}}))
+    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url,
+                   "--config", str(cfg))
+    res = pay(x402_client, d.url + "/api/v1/modal/sandbox/create", CREATE, "a")
+    assert res["final"]["status"] == 200, res["final"]
+    sid = res["final"]["body"]["sandbox_id"]
+    d.created.append(sid)
+    body = {"sandbox_id": sid}
+    v2, v1 = refused(d.post("/sandbox/terminate", body, prefix="/api/v1/modal"), "Payment required")
+    assert v2["accepts"][0]["amount"] == "0" and v1["accepts"][0]["maxAmountRequired"] == "0"
+    # somebody else's proof does not reach the sandbox
+    res = pay(x402_client, d.url + "/api/v1/modal/sandbox/terminate", body, "b")
+    assert res["final"]["status"] == 404, res["final"]
+    res = pay(x402_client, d.url + "/api/v1/modal/sandbox/status", body, "a")
+    assert res["final"]["status"] == 200 and res["final"]["body"]["status"] == "running"
+    assert res["paymentPayload"]["payload"]["authorization"]["value"] == "0"
+    res = pay(x402_client, d.url + "/api/v1/modal/sandbox/terminate", body, "a")
+    assert res["final"]["status"] == 200, res["final"]
+    assert res["final"]["body"] == {"sandbox_id": sid, "status": "terminated"}
+    # only the create was settled; list and usage still want a proof first (401)
+    assert facilitator.count() == 1
+    assert d.get("/sandbox/list").status_code == 401
+
+
 def test_kill9_while_settling_keeps_one_charge_and_the_answer(x402d, x402_client):
     """Crash point: the create ran and was recorded, sbxd waits for the facilitator."""
     import threading
