@@ -463,8 +463,11 @@ srv_money_before (struct srv *s, const struct srv_req *q, struct srv_charge **ou
             }
           if (!has_payment)
             {
-              reply_401 (r, "authentication required: an API key, or a signed x402 "
-                            "authorization (PAYMENT-SIGNATURE / X-PAYMENT) proving the payer");
+              reply_401 (r, (auth & SRV_AUTH_API_KEY)
+                                ? "authentication required: an API key, or a signed x402 "
+                                  "authorization (PAYMENT-SIGNATURE / X-PAYMENT) proving the payer"
+                                : "authentication required: a signed x402 authorization of "
+                                  "value 0 (PAYMENT-SIGNATURE / X-PAYMENT) proving the payer");
               return 0;
             }
           /* The proof is an authorization of value 0, checked like a payment of 0 (price

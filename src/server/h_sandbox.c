@@ -26,9 +26,14 @@ srv_sandbox_json (const struct store_sandbox *rec)
   json_object_set_new (o, "expires_at", srv_time_json (rec->expires_at_ms));
   json_object_set_new (o, "timeout", json_integer (rec->timeout_s));
   json_object_set_new (o, "commands_executed", json_integer (rec->commands_executed));
+  /* pids and disk are the same for every sandbox (rt_limits_default) */
+  struct rt_limits l;
+  rt_limits_default (&l);
   json_object_set_new (o, "resources",
-                       json_pack ("{s:f,s:I}", "cpu", rec->cpu_millis / 1000.0, "memory_mb",
-                                  (json_int_t) rec->memory_mb));
+                       json_pack ("{s:f,s:I,s:I,s:I}", "cpu", rec->cpu_millis / 1000.0,
+                                  "memory_mb", (json_int_t) rec->memory_mb, "pids",
+                                  (json_int_t) l.pids, "disk_mb",
+                                  (json_int_t) (l.disk_bytes >> 20)));
   if (rec->status == STORE_TERMINATED)
     {
       json_object_set_new (o, "terminated_at", srv_time_json (rec->terminated_at_ms));
@@ -65,17 +70,6 @@ srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r)
               *rec.reason ? rec.reason : "terminated");
   store_sandbox_clear (&rec);
   srv_reply_error (r, timeout ? SBX_E_TIMEOUT : SBX_E_TERMINATED, msg);
-}
-
-/* The create's answer (pool or cold). */
-static void
-reply_created (struct srv_reply *r, const struct store_sandbox *rec, const struct rt_limits *l)
-{
-  r->status = 200;
-  r->body = srv_sandbox_json (rec);
-  json_t *res = json_object_get (r->body, "resources");
-  json_object_set_new (res, "pids", json_integer ((json_int_t) l->pids));
-  json_object_set_new (res, "disk_mb", json_integer ((json_int_t) (l->disk_bytes >> 20)));
 }
 
 /* With authentication on, an owner runs at most max_sandboxes_per_owner sandboxes, so
@@ -155,9 +149,8 @@ create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *
   LOG_INFO ("created sandbox %s from the pool (%s, %llds, %.2f cpu, %llu MiB)", rec.id,
             req->image, (long long) req->timeout_s, req->cpu_millis / 1000.0,
             (unsigned long long) req->memory_mb);
-  struct rt_limits l;
-  rt_limits_default (&l);
-  reply_created (r, &rec, &l);
+  r->status = 200;
+  r->body = srv_sandbox_json (&rec);
   return 0;
 }
 
@@ -276,7 +269,8 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
             (long long) req.timeout_s, req.cpu_millis / 1000.0,
             (unsigned long long) req.memory_mb);
   srv_create_req_free (&req);
-  reply_created (r, &rec, &spec.limits);
+  r->status = 200;
+  r->body = srv_sandbox_json (&rec);
   srv_metrics_create (SRV_M_COLD, sbx_mono_ns () - t0);
   return;
 fail:

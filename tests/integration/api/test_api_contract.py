@@ -137,6 +137,8 @@ def test_multi_step_state(sbxd):
     assert r.json()["stdout"] == "step-one\nstep-two\n"
     st = sbxd.post("/sandbox/status", {"sandbox_id": sid}).json()
     assert st["commands_executed"] == 3
+    # status describes the resources as create did, pids and disk included
+    assert st["resources"]["pids"] > 0 and st["resources"]["disk_mb"] > 0, st
     sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
 
 
