@@ -51,7 +51,8 @@ struct req_ctx {
   int cors;        /* auth on: browsers may call us (CORS headers on every answer) */
   int64_t start_ns;
   struct srv_upload *upload; /* PUT of a raw body, streamed to the sandbox (stream.c) */
-  const char *url;           /* MHD's, valid for the whole request */
+  const char *url;           /* MHD's (valid for the whole request), or url_own */
+  char *url_own;             /* MHD's with runs of '/' made one, when it had any */
   const char *method;        /* likewise */
   struct srv_http *h;
 };
@@ -419,6 +420,25 @@ money_req (struct MHD_Connection *c, const struct req_ctx *ctx, const char *meth
   };
 }
 
+/* url with every run of '/' made one, or NULL when it has none (or out of memory). A
+ * client that joins a base URL ending in '/' (as the reference service writes its own:
+ * ".../api/v1/modal/") with "/sandbox/create" asks for ".../modal//sandbox/create". */
+static char *
+merge_slashes (const char *url)
+{
+  if (!strstr (url, "//"))
+    return NULL;
+  char *o = strdup (url);
+  if (!o)
+    return NULL;
+  size_t j = 0;
+  for (size_t i = 0; url[i]; i++)
+    if (url[i] != '/' || j == 0 || o[j - 1] != '/')
+      o[j++] = url[i];
+  o[j] = '\0';
+  return o;
+}
+
 static enum MHD_Result
 on_request (void *cls, struct MHD_Connection *c, const char *url, const char *method,
             const char *version, const char *upload_data, size_t *upload_data_size,
@@ -427,6 +447,8 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
   struct srv_http *h = cls;
   struct srv *s = h->srv;
   struct req_ctx *ctx = *con_cls;
+  if (ctx)
+    url = ctx->url; /* slashes merged (the first call did it) */
   if (!ctx)
     {
       ctx = calloc (1, sizeof *ctx);
@@ -439,8 +461,9 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
       h->active++;
       pthread_mutex_unlock (&h->lock);
       const char *allow;
+      ctx->url_own = merge_slashes (url);
+      ctx->url = url = ctx->url_own ? ctx->url_own : url;
       ctx->route = srv_route_match (url, &allow);
-      ctx->url = url;
       ctx->method = method;
       ctx->cors = s->cfg.auth != 0;
       if (ctx->route == SRV_R_NONE)
@@ -590,6 +613,7 @@ on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
     {
       srv_upload_free (ctx->upload); /* not ended: the partial upload is discarded */
       free (ctx->body);
+      free (ctx->url_own);
       free (ctx);
       pthread_mutex_lock (&h->lock);
       if (--h->active == 0)

@@ -62,9 +62,25 @@ def test_wrong_method_is_405_with_allow(sbxd):
 
 
 def test_unknown_route_is_404(sbxd):
-    for path in ("/v1/sandbox/create/", "/v2/sandbox/create", "/v1/sandbox", "/", "/v1//health",
-                 "/api/v1/modal/sandbox/run", "/v1/marketplace/compute"):
+    for path in ("/v1/sandbox/create/", "/v2/sandbox/create", "/v1/sandbox", "/",
+                 "/api/v1/modal/sandbox/run", "/v1/marketplace/compute", "//v2//health"):
         err(requests.post(sbxd.url + path, json={}, timeout=10), 404, "not_found")
+
+
+def test_doubled_slashes_are_one(sbxd):
+    """The reference service writes its base URL with a trailing slash
+    (https://blockrun.ai/api/v1/modal/); a client that joins it with "/sandbox/create"
+    asks for .../modal//sandbox/create. Runs of '/' count as one, as most servers do."""
+    r = requests.post(sbxd.url + "/api/v1/modal//sandbox/create", json={"timeout": 60}, timeout=60)
+    assert r.status_code == 200, r.text
+    sid = r.json()["sandbox_id"]
+    sbxd.created.append(sid)
+    r = requests.post(sbxd.url + "//v1//sandbox///exec", json={"sandbox_id": sid, "command": "echo hi"},
+                      timeout=60)
+    assert r.status_code == 200 and r.json()["stdout"] == "hi\n", r.text
+    r = requests.get(f"{sbxd.url}/v1/sandbox//{sid}//files?path=/etc/hostname", timeout=60)
+    assert r.status_code == 200 and r.content == b"sandbox\n", r.text
+    assert requests.get(sbxd.url + "/v1//health", timeout=10).status_code == 200
 
 
 def test_body_over_10mb_is_413(sbxd):
