@@ -73,14 +73,22 @@ srv_reply_not_live (struct srv *s, const char *id, struct srv_reply *r)
 }
 
 /* With authentication on, an owner runs at most max_sandboxes_per_owner sandboxes, so
- * one paying caller cannot take every place of the host. Asked before a create claims or
- * spawns anything (mine 0), and again once its row is in (mine 1): two creates racing
- * for the last place then count each other and neither gets it past the bound. 0, or 1
- * with r filled (429; the call is refunded like any 429). */
+ * one paying caller cannot take every place of the host. The count and the insert of the
+ * create's row are made under s->owner_lock (a pool claim too, between them): of creates
+ * racing for the last place exactly one gets it, and one refused never claims, so never
+ * ends, a warm pool member. */
 static int
-owner_over_limit (struct srv *s, int mine, struct srv_reply *r)
+owner_bounded (const struct srv *s)
 {
-  if (!s->cfg.auth || !s->cfg.max_per_owner)
+  return s->cfg.auth && s->cfg.max_per_owner;
+}
+
+/* Called with s->owner_lock held when owner_bounded. 0, or 1 with r filled (429; the
+ * call is refunded like any 429). */
+static int
+owner_over_limit (struct srv *s, struct srv_reply *r)
+{
+  if (!owner_bounded (s))
     return 0;
   int64_t n = 0;
   struct sbx_err err = { 0 };
@@ -89,7 +97,7 @@ owner_over_limit (struct srv *s, int mine, struct srv_reply *r)
       srv_reply_err (r, &err); /* fail closed */
       return 1;
     }
-  if (n + !mine <= s->cfg.max_per_owner)
+  if (n < s->cfg.max_per_owner)
     return 0;
   char msg[200];
   snprintf (msg, sizeof msg,
@@ -101,8 +109,7 @@ owner_over_limit (struct srv *s, int mine, struct srv_reply *r)
 
 /* A claimed pool member becomes the caller's: only what is request-specific is applied
  * (DB row with owner and charge, lifetime from now, env and workdir, which are exec
- * defaults kept by sbxd). Nothing inside the sandbox changes. 0; 1: refused, r filled
- * (owner_over_limit); -1: go cold. */
+ * defaults kept by sbxd). Nothing inside the sandbox changes. 0, or -1: go cold. */
 static int
 create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *req,
                   struct srv_reply *r)
@@ -125,12 +132,6 @@ create_from_pool (struct srv *s, struct srv_sandbox *sb, struct srv_create_req *
   free (rec.env_json);
   rec.env_json = NULL;
   rec.workdir = NULL;
-  if (stored == 0 && owner_over_limit (s, 1, r))
-    {
-      store_sandbox_delete (s->store, sb->id, NULL);
-      srv_pool_claim_done (sb, NULL, NULL);
-      return 1;
-    }
   if (stored < 0 || srv_sandbox_set_expiry (sb, rec.expires_at_ms, &err) < 0)
     {
       LOG_WARN ("claim pool sandbox %s: %s", sb->id, err.msg);
@@ -174,17 +175,23 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
                       "volumes are not available with authentication on (they have no owner)");
       return;
     }
-  if (owner_over_limit (s, 0, r))
+  int bounded = owner_bounded (s);
+  if (bounded)
+    pthread_mutex_lock (&s->owner_lock);
+  if (owner_over_limit (s, r))
     {
+      if (bounded)
+        pthread_mutex_unlock (&s->owner_lock);
       srv_create_req_free (&req);
       return;
     }
   struct srv_sandbox *pooled = srv_pool_claim (s, &req, body);
   int claimed = pooled ? create_from_pool (s, pooled, &req, r) : -1;
-  if (claimed >= 0)
+  if (bounded)
+    pthread_mutex_unlock (&s->owner_lock);
+  if (claimed == 0)
     {
-      if (claimed == 0)
-        srv_metrics_create (SRV_M_POOL, sbx_mono_ns () - t0);
+      srv_metrics_create (SRV_M_POOL, sbx_mono_ns () - t0);
       srv_create_req_free (&req);
       return;
     }
@@ -230,15 +237,19 @@ srv_h_create (struct srv *s, json_t *body, struct srv_reply *r)
   /* The row goes in first: if sbxd dies right after the spawn, the next start finds the
    * sandbox in the database and re-adopts or cleans it up. */
   int64_t t_row = sbx_mono_ns ();
-  int stored = store_sandbox_insert (s->store, &rec, &err);
+  if (bounded)
+    pthread_mutex_lock (&s->owner_lock);
+  int over = owner_over_limit (s, r); /* counted again: the lock was let go meanwhile */
+  int stored = over ? 0 : store_sandbox_insert (s->store, &rec, &err);
+  if (bounded)
+    pthread_mutex_unlock (&s->owner_lock);
   free (rec.env_json);
   rec.env_json = NULL;
   rec.workdir = NULL;
   if (stored < 0)
     goto fail;
-  if (owner_over_limit (s, 1, r))
+  if (over)
     {
-      store_sandbox_delete (s->store, id, NULL);
       srv_image_prep_done (s, &prep, id, 0);
       srv_unreserve (s);
       srv_create_req_free (&req);

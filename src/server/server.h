@@ -314,6 +314,8 @@ struct srv {
   struct store *store;
   pthread_mutex_t lock;
   pthread_cond_t ended;        /* broadcast when a sandbox leaves SRV_SB_LIVE */
+  pthread_mutex_t owner_lock;  /* max_sandboxes_per_owner: a create's count and row
+                                  insert (h_sandbox.c); taken before lock */
   struct srv_sandbox *live;    /* registry: every sandbox with a host presence */
   struct srv_sandbox *by_id[SRV_ID_BUCKETS]; /* the same, by id: lookups stay O(1) with
                                                 thousands of sandboxes */

@@ -34,6 +34,7 @@ srv_init (struct srv *s, const struct srv_config *cfg, struct sbx_err *err)
   s->cfg = *cfg;
   s->epfd = s->evfd = s->timerfd = -1;
   pthread_mutex_init (&s->lock, NULL);
+  pthread_mutex_init (&s->owner_lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init (&ca);
   pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
