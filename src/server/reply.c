@@ -38,7 +38,9 @@ srv_reply_http (struct srv_reply *r, unsigned status, const char *code, const ch
 {
   json_decref (r->body);
   r->status = status;
-  r->body = json_pack ("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+  /* msg may quote a path given in a query argument or read in the sandbox, in any bytes
+   * (json_pack's "s" refuses what is not UTF-8: no body, then a 500 'no reply'). */
+  r->body = json_pack ("{s:{s:s,s:o}}", "error", "code", code, "message", srv_json_text (msg));
 }
 
 void

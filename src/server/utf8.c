@@ -124,7 +124,7 @@ srv_json_text (const char *s)
   json_t *v = json_string (s);
   char *txt = NULL;
   size_t tl = 0;
-  if (!v && srv_utf8_sanitize ((const uint8_t *) s, strlen (s), &txt, &tl) >= 0)
+  if (!v && s && srv_utf8_sanitize ((const uint8_t *) s, strlen (s), &txt, &tl) >= 0)
     v = json_stringn (txt, tl);
   free (txt);
   return v;

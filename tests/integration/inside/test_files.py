@@ -279,3 +279,10 @@ def test_names_that_are_not_utf8(sbxd, sid):
     # The exact bytes address the file again through the raw route.
     r = requests.get(f"{raw_url(sbxd, sid, '')}?path=/data/u/a%FFb", timeout=30)
     assert r.status_code == 200 and r.content == b"hello"
+    # An error naming such a path: before, its message made no JSON and the answer was a
+    # 500 'no reply'.
+    for route in ("files", "archive"):
+        r = requests.get(f"{sbxd.url}/v1/sandbox/{sid}/{route}?path=/data/u/none%FF", timeout=30)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "file_not_found", r.text
+        assert "/data/u/none\ufffd" in r.json()["error"]["message"], r.text
