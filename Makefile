@@ -147,9 +147,17 @@ bench-api: all
 bench-density: all
 	bench/api.py density --n $(or $(N),1000)
 
+# mount(2) against the new mount API for a sandbox's scratch tmpfs and overlay.
+$(B)/bench-mount-api: bench/mount_api.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+bench-mount: all $(B)/bench-mount-api
+	$(B)/sbx run -q -- /bin/true
+	$(B)/bench-mount-api 400 $${SBX_STATE_DIR:-/var/lib/sbx}/images/python-3.11/rootfs
+
 clean:
 	rm -rf $(B)
 
-.PHONY: all unit integration test bench bench-api bench-density fuzz clean
+.PHONY: all unit integration test bench bench-api bench-density bench-mount fuzz clean
 .DELETE_ON_ERROR:
 -include $(shell find $(B) -name '*.d' 2>/dev/null)
