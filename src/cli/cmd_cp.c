@@ -298,9 +298,10 @@ tar_wait (pid_t pid)
 /* The local file a copy out of a sandbox writes. An earlier directory copy out of the
  * same (untrusted) sandbox may have left a symlink or a FIFO at that name: never write
  * through a symlink (as root it could be any host file), never block on a FIFO. A regular
- * file is replaced in place, as cp(1) does; a character device (/dev/null) is fine. */
+ * file is replaced in place, as cp(1) does; a character device (/dev/null) is fine.
+ * *regular: it is a regular file (what a failed copy may remove). */
 static FILE *
-open_target (const char *target)
+open_target (const char *target, int *regular)
 {
   int fd = open (target, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0666);
   struct stat st;
@@ -319,6 +320,7 @@ open_target (const char *target)
       return NULL;
     }
   FILE *f = NULL;
+  *regular = S_ISREG (st.st_mode);
   if (fcntl (fd, F_SETFL, 0) < 0 || (S_ISREG (st.st_mode) && ftruncate (fd, 0) < 0)
       || !(f = fdopen (fd, "wb")))
     {
@@ -418,14 +420,15 @@ download (const char *base, const char *id, const char *path, const char *dst)
     }
   else
     snprintf (target, sizeof target, "%s", dst);
-  FILE *f = open_target (target);
+  int regular;
+  FILE *f = open_target (target, &regular);
   if (!f)
     return 1;
   int rc = transfer (base, id, "files", path, 0, f, -1);
   if (fclose (f) != 0)
     rc = 1;
-  if (rc)
-    unlink (target); /* never leave a partial copy that looks complete */
+  if (rc && regular)
+    unlink (target); /* never leave a partial copy that looks complete (a device stays) */
   return rc;
 }
 

@@ -275,3 +275,21 @@ def test_cp_of_a_file_never_writes_through_what_a_sandbox_left(sbxd, sid, tmp_pa
     (out / "g").write_text("old content, longer than the new")
     assert sbx(sbxd, "cp", f"{sid}:/work/f", str(out / "g")).returncode == 0
     assert (out / "g").read_text() == "new\n"
+
+
+def test_cp_of_a_file_that_fails_leaves_a_device_destination(sbxd, sid, tmp_path):
+    # A failed copy removes the partial file it wrote, but a character device destination
+    # (`sbx cp ID:/f /dev/null`, allowed as one) is no partial copy: as root, a sandbox
+    # whose file could not be read (here a socket, which stat calls no directory) made
+    # sbx cp unlink /dev/null. A node of the same device stands in for it here.
+    code = "import socket; socket.socket(socket.AF_UNIX).bind('/tmp/sock')"
+    assert sbxd.exec(sid, ["python3", "-c", code]).json()["exit_code"] == 0
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | 0o020000, os.makedev(1, 3))
+    r = sbx(sbxd, "cp", f"{sid}:/tmp/sock", str(dev))
+    assert r.returncode == 1, r.stderr
+    assert dev.is_char_device()
+    plain = tmp_path / "plain"  # a regular file is still not left half written
+    plain.write_text("old")
+    assert sbx(sbxd, "cp", f"{sid}:/tmp/sock", str(plain)).returncode == 1
+    assert not plain.exists()
