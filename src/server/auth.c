@@ -268,6 +268,15 @@ price_request (struct srv *s, json_t *body, struct srv_charge *ch, uint64_t *pri
   int valid;
   if (srv_parse_sandbox_id (body, ch->sandbox_id, &valid, err) < 0)
     return -1;
+  /* A plain exec is checked whole, as a create is: an invalid one is a 400, never
+   * offered for payment first. */
+  if (ch->route == SRV_R_EXEC && !srv_exec_is_inside (body))
+    {
+      struct srv_exec_req req;
+      if (srv_parse_exec (body, &s->cfg, &req, err) < 0)
+        return -1;
+      srv_exec_req_free (&req);
+    }
   int op = ch->route == SRV_R_EXEC ? BILL_OP_EXEC
            : ch->route == SRV_R_STATUS ? BILL_OP_STATUS : BILL_OP_TERMINATE;
   *price = bill_price_op (&s->cfg.pricing, op);

@@ -50,6 +50,10 @@ def test_unpaid_requests_get_the_dual_402_and_free_routes_stay_free(x402d):
     assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "150000"
     r = x402d.post("/sandbox/exec", {"sandbox_id": "sb_00000000000000000000", "command": "true"})
     assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "1000"
+    # an invalid exec is a 400 before any payment is asked for, as an invalid create is
+    r = x402d.post("/sandbox/exec", {"sandbox_id": "sb_00000000000000000000", "command": 7})
+    assert r.status_code == 400 and "PAYMENT-REQUIRED" not in r.headers, r.text
+    assert r.json()["error"]["message"].startswith("command"), r.text
     for prefix in ["/v1", "/api/v1/modal", "/v1/marketplace/compute"]:
         p = x402d.get("/pricing", prefix=prefix)
         assert p.status_code == 200
