@@ -274,10 +274,19 @@ img_volume_set_aside (const char *state_dir, const char *name, char out[PATH_MAX
   snprintf (aside, sizeof aside, "%s/volumes/.unrecorded", state_dir);
   if (mkdir (aside, 0700) < 0 && errno != EEXIST)
     return sbx_err_sys (err, "mkdir '%s'", aside);
-  snprintf (out, PATH_MAX, "%s/%s-%lld.img", aside, name, (long long) time (NULL));
-  if (rename (img, out) == 0)
+  /* Never over an earlier one: the same name set aside twice in one second gets -1, -2.. */
+  long long now = (long long) time (NULL);
+  int e = EEXIST;
+  for (int n = 0; n < 100 && e == EEXIST; n++)
+    {
+      if (n)
+        snprintf (out, PATH_MAX, "%s/%s-%lld-%d.img", aside, name, now, n);
+      else
+        snprintf (out, PATH_MAX, "%s/%s-%lld.img", aside, name, now);
+      e = renameat2 (AT_FDCWD, img, AT_FDCWD, out, RENAME_NOREPLACE) == 0 ? 0 : errno;
+    }
+  if (e == 0)
     return 0;
-  int e = errno;
   out[0] = '\0';
   if (e == ENOENT)
     return 0;

@@ -145,6 +145,19 @@ def test_volume_left_unrecorded_is_set_aside_at_start(python_image):
         r = d.post("/volume/create", {"name": "cut", "size_mb": 64})
         assert r.status_code == 200, r.text
         assert [v["name"] for v in d.get("/volume/list").json()["volumes"]] == ["cut"]
+        # The same name set aside again never replaces an earlier image: every name it
+        # could take in the next minute is already there.
+        d.kill9()
+        subprocess.run(["sqlite3", str(d.state_dir / "sbx.db"),
+                        "DELETE FROM volumes WHERE name = 'cut'"], check=True)
+        now = int(time.time())
+        taken = [vols / ".unrecorded" / f"cut-{t}.img" for t in range(now, now + 60)]
+        for p in taken:
+            p.write_text("earlier")
+        d.start()
+        assert all(p.read_text() == "earlier" for p in taken)
+        again = [p for p in (vols / ".unrecorded").glob("cut-*-1.img")]
+        assert len(again) == 1 and again[0].stat().st_size == 64 << 20, again
     finally:
         if d.proc.poll() is None:
             cleanup_volumes(d)
