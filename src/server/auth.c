@@ -283,10 +283,24 @@ price_request (struct srv *s, json_t *body, struct srv_charge *ch, uint64_t *pri
   return 0;
 }
 
+/* A Host header fit for the payment's resource URL: printable ASCII, no quote,
+ * backslash, slash or space (anything else: the listen address is used instead, and a
+ * byte that is not UTF-8 would not even fit in the JSON of the offer). */
+static int
+host_ok (const char *host)
+{
+  if (!host || !*host)
+    return 0;
+  for (const unsigned char *p = (const unsigned char *) host; *p; p++)
+    if (*p <= 0x20 || *p >= 0x7f || *p == '"' || *p == '\\' || *p == '/')
+      return 0;
+  return 1;
+}
+
 static void
 build_offer (struct srv *s, const struct srv_req *q, struct srv_charge *ch, uint64_t amount)
 {
-  if (q->host && *q->host && !strpbrk (q->host, " \t\"\\/"))
+  if (host_ok (q->host))
     snprintf (ch->resource, sizeof ch->resource, "http://%s%s", q->host, q->url);
   else
     snprintf (ch->resource, sizeof ch->resource, "http://%s:%u%s", s->cfg.listen_host,

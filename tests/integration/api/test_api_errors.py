@@ -299,3 +299,14 @@ def test_garbage_never_crashes_sbxd(sbxd):
                 sbxd.created.append(sid)
                 sbxd.post("/sandbox/terminate", {"sandbox_id": sid})
     assert sbxd.get("/health").status_code == 200
+
+
+def test_a_path_cannot_forge_log_records(sbxd):
+    """MHD decodes %0A in the path, and sbxd logs the path: a newline there wrote a record
+    of the client's choosing. Control bytes are logged as \\xHH now."""
+    forged = "2026-01-01T00:00:00Z info: forged record"
+    r = requests.get(sbxd.url + "/v1/health%0A" + forged.replace(" ", "%20"), timeout=10)
+    assert r.status_code == 404
+    log = sbxd.log()
+    assert not any(line.startswith(forged) for line in log.splitlines()), log[-2000:]
+    assert "\\x0a" + forged in log, log[-2000:]

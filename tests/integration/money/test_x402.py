@@ -50,6 +50,11 @@ def test_unpaid_requests_get_the_dual_402_and_free_routes_stay_free(x402d):
     assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "150000"
     r = x402d.post("/sandbox/exec", {"sandbox_id": "sb_00000000000000000000", "command": "true"})
     assert b64json(r.headers["PAYMENT-REQUIRED"])["accepts"][0]["amount"] == "1000"
+    # a Host header that cannot go into the offer's resource URL (not ASCII) is replaced
+    # by the listen address; before, the offer could not be encoded (500)
+    r = x402d.post("/sandbox/create", {}, headers={"Host": "h\xffst"})
+    assert r.status_code == 402, r.text
+    assert b64json(r.headers["PAYMENT-REQUIRED"])["resource"]["url"].startswith("http://127.0.0.1:")
     # an invalid exec is a 400 before any payment is asked for, as an invalid create is
     r = x402d.post("/sandbox/exec", {"sandbox_id": "sb_00000000000000000000", "command": 7})
     assert r.status_code == 400 and "PAYMENT-REQUIRED" not in r.headers, r.text
