@@ -188,6 +188,12 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
             goto out;
           c->max_per_owner = (int) u;
         }
+      else if (!strcmp (key, "max_requests_per_owner"))
+        {
+          if (get_uint (v, key, 0, 100000, &u, err) < 0)
+            goto out;
+          c->max_requests_per_owner = (int) u;
+        }
       else if (!strcmp (key, "max_unread_mb"))
         {
           if (get_uint (v, key, 16, 1 << 20, &u, err) < 0)

@@ -2,6 +2,7 @@
  * type, JSON parsing, and turning handler replies into responses. Handlers never see
  * MHD. */
 #include "server.h"
+#include "../store/store_money.h" /* STORE_OWNER_MAX */
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -21,6 +22,14 @@ struct conn_slot {
   int64_t idle_ns;   /* since when it is idle (accepted, or its last request completed) */
 };
 
+/* Requests of one owner being answered (auth on, max_requests_per_owner). */
+struct owner_count {
+  struct owner_count *next;
+  int n;
+  char owner[STORE_OWNER_MAX];
+};
+#define OWNER_BUCKETS 64
+
 struct srv_http {
   struct MHD_Daemon *d;
   struct srv *srv;
@@ -29,6 +38,7 @@ struct srv_http {
   int active; /* requests begun and not yet completed (response sent or connection gone) */
   struct conn_slot *conns; /* every open connection, under lock */
   int n_conns;             /* of them, not evicted */
+  struct owner_count *owners[OWNER_BUCKETS]; /* under lock; an entry lives while n > 0 */
 };
 
 /* MHD refuses connections past its own limit at once, and an idle one costs a client
@@ -52,6 +62,7 @@ struct req_ctx {
   int64_t start_ns;
   struct srv_upload *upload; /* PUT of a raw body, streamed to the sandbox (stream.c) */
   const char *url;           /* MHD's (valid for the whole request), or url_own */
+  char owner[STORE_OWNER_MAX]; /* counted in h->owners until completed ("": not counted) */
   char *url_own;             /* MHD's with runs of '/' made one, when it had any */
   const char *method;        /* likewise */
   struct srv_http *h;
@@ -235,6 +246,78 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
   r->body = NULL;
   ctx->done = 1;
   return ret;
+}
+
+static struct owner_count **
+owner_slot (struct srv_http *h, const char *owner)
+{
+  uint32_t x = 2166136261u; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *) owner; *p; p++)
+    x = (x ^ *p) * 16777619u;
+  struct owner_count **e = &h->owners[x % OWNER_BUCKETS];
+  while (*e && strcmp ((*e)->owner, owner))
+    e = &(*e)->next;
+  return e;
+}
+
+/* With auth on and max_requests_per_owner set, an owner has at most that many requests
+ * being answered at once (streams, uploads, unread answers included: a request counts
+ * until its answer has gone), so one paying caller cannot hold every connection slot
+ * or the unread-answer budget. 1: go on (counted in ctx->owner); 0: r is a 429. */
+static int
+owner_admit (struct srv_http *h, struct req_ctx *ctx, struct srv_reply *r)
+{
+  struct srv *s = h->srv;
+  const char *owner = srv_req_owner ();
+  if (!s->cfg.auth || !s->cfg.max_requests_per_owner || ctx->owner[0] || !owner[0]
+      || !strcmp (owner, "local"))
+    return 1;
+  int ok = 1;
+  pthread_mutex_lock (&h->lock);
+  struct owner_count **e = owner_slot (h, owner);
+  if (!*e && (*e = calloc (1, sizeof **e)))
+    snprintf ((*e)->owner, sizeof (*e)->owner, "%s", owner);
+  if (!*e || (*e)->n >= s->cfg.max_requests_per_owner)
+    ok = 0;
+  else
+    {
+      (*e)->n++;
+      snprintf (ctx->owner, sizeof ctx->owner, "%s", owner);
+    }
+  if (*e && (*e)->n == 0)
+    {
+      struct owner_count *gone = *e;
+      *e = gone->next;
+      free (gone);
+    }
+  pthread_mutex_unlock (&h->lock);
+  if (!ok)
+    {
+      char msg[160];
+      snprintf (msg, sizeof msg,
+                "%d requests of yours are being answered (max_requests_per_owner): read "
+                "their answers, or retry later", s->cfg.max_requests_per_owner);
+      srv_reply_http (r, 429, "too_many_requests", msg);
+      r->retry_after = 1;
+    }
+  return ok;
+}
+
+static void
+owner_leave (struct srv_http *h, struct req_ctx *ctx)
+{
+  if (!ctx->owner[0])
+    return;
+  pthread_mutex_lock (&h->lock);
+  struct owner_count **e = owner_slot (h, ctx->owner);
+  if (*e && --(*e)->n == 0)
+    {
+      struct owner_count *gone = *e;
+      *e = gone->next;
+      free (gone);
+    }
+  pthread_mutex_unlock (&h->lock);
+  ctx->owner[0] = '\0';
 }
 
 static enum MHD_Result
@@ -522,7 +605,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
               struct srv_req q;
               struct srv_charge *ch = NULL;
               money_req (c, ctx, method, url, &q);
-              int go = srv_money_before (s, &q, &ch, &ur);
+              int go = srv_money_before (s, &q, &ch, &ur) && owner_admit (h, ctx, &ur);
               srv_money_after (s, ch, &ur);
               if (!go)
                 return send_reply (c, &ur, method, url, ctx);
@@ -590,7 +673,7 @@ on_request (void *cls, struct MHD_Connection *c, const char *url, const char *me
   struct srv_req q;
   money_req (c, ctx, method, url, &q);
   struct srv_charge *charge = NULL;
-  if (srv_money_before (s, &q, &charge, &r))
+  if (srv_money_before (s, &q, &charge, &r) && owner_admit (h, ctx, &r))
     {
       if (ctx->upload)
         srv_upload_end (ctx->upload, &r); /* only now does the upload take effect */
@@ -612,6 +695,7 @@ on_completed (void *cls, struct MHD_Connection *c, void **con_cls,
   if (ctx)
     {
       srv_upload_free (ctx->upload); /* not ended: the partial upload is discarded */
+      owner_leave (h, ctx);
       free (ctx->body);
       free (ctx->url_own);
       free (ctx);

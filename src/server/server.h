@@ -67,6 +67,7 @@ struct srv_config {
   unsigned connection_timeout;/* idle seconds before MHD drops a connection */
   uint64_t max_unread_bytes;  /* answers sbxd holds for clients that have not read them */
   int max_per_owner;          /* auth on: running sandboxes per owner (0: no bound) */
+  int max_requests_per_owner; /* auth on: requests being answered per owner (0: no bound) */
   int prepare_image;          /* resolve (build) the default image at start */
   /* money (auth_config.c, docs/payments.md) */
   int auth;                   /* SRV_AUTH_* bits; 0: off, loopback only */

@@ -289,3 +289,36 @@ def test_running_sandboxes_per_owner_are_bounded(money_sbxd, tmp_path):
     assert create(ha).status_code == 200
     running = d.get("/sandbox/list?status=running", headers=ha).json()
     assert len(running["sandboxes"]) == 2, running
+
+
+def test_requests_per_owner_are_bounded(money_sbxd, tmp_path):
+    """max_requests_per_owner: with auth on, one owner has at most that many requests
+    being answered at once (long execs, streams, unread answers), so one paying caller
+    cannot hold every connection slot. Past it: 429 too_many_requests with Retry-After,
+    refunded; other owners go on; the owner's next request after they end goes through."""
+    import concurrent.futures
+    import json
+    cfg = tmp_path / "sbxd.json"
+    cfg.write_text(json.dumps({"max_requests_per_owner": 2}))
+    d = money_sbxd("--auth", "api_key", "--config", str(cfg))
+    ha, hb = new_key(d, "amy", "$1"), new_key(d, "bob", "$1")
+    ids = {}
+    for who, h in (("a", ha), ("b", hb)):
+        r = d.post("/sandbox/create", {"timeout": 120}, headers=h)
+        assert r.status_code == 200, r.text
+        ids[who] = r.json()["sandbox_id"]
+        d.created.append(ids[who])
+    slow = {"sandbox_id": ids["a"], "command": "sleep 3"}
+    before = balance(d, ha)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        busy = [ex.submit(d.post, "/sandbox/exec", slow, headers=ha) for _ in range(2)]
+        time.sleep(1)  # both are running
+        r = d.post("/sandbox/status", {"sandbox_id": ids["a"]}, headers=ha)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "too_many_requests", r.text
+        assert "max_requests_per_owner" in r.json()["error"]["message"] and r.headers.get("Retry-After")
+        r = d.post("/sandbox/status", {"sandbox_id": ids["b"]}, headers=hb)
+        assert r.status_code == 200, r.text
+        assert all(f.result().status_code == 200 for f in busy)
+    assert balance(d, ha) == before - 2000  # the two execs; the refused status refunded
+    r = d.post("/sandbox/status", {"sandbox_id": ids["a"]}, headers=ha)
+    assert r.status_code == 200, r.text
