@@ -137,8 +137,12 @@ rt_mount_dev (const struct rt_child *c)
   for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
     if (bind (nodes[i][0], nodes[i][1], 0) < 0)
       FAIL (RT_STAGE_DEV, "bind a /dev node");
+  /* max=64: ptys are counted host-wide (kernel.pty.max, 4096 by default, of which
+   * kernel.pty.reserve, 1024, only the host's own devpts may use), not per user or
+   * cgroup: without a bound of its own, one sandbox took all 3,072 others and every
+   * other sandbox's openpty (and pty execs) failed with ENOSPC. */
   if (mount ("devpts", "new/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-             "newinstance,ptmxmode=0666,mode=0620")
+             "newinstance,ptmxmode=0666,mode=0620,max=64")
       < 0)
     FAIL (RT_STAGE_DEV, "mount devpts");
   if (bind ("shm", "new/dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
