@@ -112,7 +112,7 @@ REFUSED = ["mount", "umount", "unshare_user", "unshare_ns", "setns", "bpf", "key
            "add_key", "perf_event_open", "io_uring_setup", "open_by_handle_at",
            "name_to_handle_at", "kexec_load", "init_module", "finit_module", "ptrace",
            "reboot", "pivot_root", "chroot", "swapon", "userfaultfd", "open_tree", "fsopen",
-           "clone_newuser", "socket_vsock", "socket_packet", "socket_alg"]
+           "clone_newuser", "socket_vsock", "socket_packet", "socket_alg", "socket_netlink"]
 
 
 def test_seccomp_refuses_dangerous_syscalls():

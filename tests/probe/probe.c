@@ -80,6 +80,7 @@ cmd_syscalls (void)
   TRY ("socket_vsock", socket (AF_VSOCK, SOCK_STREAM, 0));
   TRY ("socket_packet", socket (AF_PACKET, SOCK_RAW, 0));
   TRY ("socket_alg", socket (AF_ALG, SOCK_SEQPACKET, 0));
+  TRY ("socket_netlink", socket (AF_NETLINK, SOCK_RAW, 0));
   TRY ("socket_unix", socket (AF_UNIX, SOCK_STREAM, 0));
   TRY ("socket_inet", socket (AF_INET, SOCK_STREAM, 0));
   aio_context_t aio = 0; /* if allowed: one event, freed at exit */

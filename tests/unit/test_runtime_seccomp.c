@@ -139,6 +139,7 @@ probe (void)
   CHECK (refused (syscall (SYS_ioctl, -1, TIOCSETD, 0), EPERM));
   CHECK (refused (syscall (SYS_socket, 40 /* AF_VSOCK */, SOCK_STREAM, 0), EAFNOSUPPORT));
   CHECK (refused (syscall (SYS_socket, AF_PACKET, SOCK_RAW, 0), EAFNOSUPPORT));
+  CHECK (refused (syscall (SYS_socket, AF_NETLINK, SOCK_RAW, 0), EAFNOSUPPORT));
   CHECK (refused (syscall (SYS_socket, 38 /* AF_ALG */, SOCK_SEQPACKET, 0), EAFNOSUPPORT));
   CHECK (refused (syscall (SYS_personality, 0x0040000 /* READ_IMPLIES_EXEC */), EPERM));
   _exit (0);
