@@ -208,6 +208,27 @@ raise_nofile (const struct srv_config *c)
     }
 }
 
+/* Process ids are one host-wide budget: max_sandboxes sandboxes of up to `pids` tasks
+ * each must fit in kernel.pid_max with room for the host, or a full host leaves sbxd,
+ * sshd and every other sandbox unable to fork (2-CPU hosts default to 32768, exactly 64
+ * sandboxes of 512). */
+static void
+check_pid_max (const struct srv_config *c)
+{
+  char buf[32];
+  struct rt_limits l;
+  rt_limits_default (&l);
+  if (sbx_read_file ("/proc/sys/kernel/pid_max", buf, sizeof buf) < 0)
+    return;
+  uint64_t pid_max = strtoull (buf, NULL, 10), want = (uint64_t) c->max_sandboxes * l.pids;
+  if (pid_max && want + 4096 > pid_max)
+    LOG_WARN ("--max-sandboxes %d of up to %llu tasks each may use %llu process ids, and "
+              "kernel.pid_max is %llu: a full host could leave nothing for the host's own "
+              "processes; raise kernel.pid_max (sysctl kernel.pid_max=4194304)",
+              c->max_sandboxes, (unsigned long long) l.pids, (unsigned long long) want,
+              (unsigned long long) pid_max);
+}
+
 static void
 default_init_path (struct srv_config *c)
 {
@@ -229,6 +250,7 @@ main (int argc, char **argv)
   sbx_log_set_level (cfg.log_level);
   default_init_path (&cfg);
   raise_nofile (&cfg);
+  check_pid_max (&cfg);
   if (!srv_config_is_loopback (&cfg) && !cfg.auth)
     {
       fprintf (stderr, "sbxd: refusing to listen on %s: authentication is off, so only a "

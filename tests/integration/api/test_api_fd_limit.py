@@ -84,3 +84,15 @@ def uid_slot(d, sid):
     pid = int(os.readlink(f"{d.state_dir}/run/{sid}/pid"))  # a symlink to the pid
     base = int(open(f"/proc/{pid}/uid_map").read().split()[1])
     return (base - 0x10000000) // 65536
+
+
+def test_warns_when_sandboxes_could_use_up_process_ids():
+    """kernel.pid_max is one host-wide budget: max_sandboxes sandboxes of up to 512 tasks
+    each that do not fit in it (with room for the host) get a warning at start."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        pid_max = int(f.read())
+    over = pid_max // 512 + 1  # more sandboxes of 512 tasks than pid_max holds
+    _, text = run_sbxd("4096:4096", over)
+    assert "kernel.pid_max" in text, text
+    _, text = run_sbxd("4096:4096", max(1, (pid_max - 4096) // 512 - 1))
+    assert "kernel.pid_max" not in text, text
