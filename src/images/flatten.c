@@ -44,6 +44,8 @@ merge_name (struct img_copy *x, const int *fds, int n, int dfd, const char *name
 
   /* A directory: merge it with the directories below until cut. */
   int sub[MAX_STACK], ns = 0, cut = 0, r = 0;
+  /* declared before the first goto out: its cleanup runs there too */
+  cleanup_close int d = -1;
   for (int i = top; i < n; i++)
     {
       struct stat s2;
@@ -77,7 +79,7 @@ merge_name (struct img_copy *x, const int *fds, int n, int dfd, const char *name
       r = sbx_err_sys (err, "mkdir '%s'", rel);
       goto out;
     }
-  cleanup_close int d = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  d = openat (dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (d < 0)
     {
       r = sbx_err_sys (err, "open '%s'", rel);
