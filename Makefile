@@ -119,14 +119,20 @@ $(B)/tests/test_agent_files: | $(B)/sbx-init
 
 # libFuzzer targets (clang): `make fuzz`, then e.g.
 #   mkdir -p /tmp/corpus && build/fuzz_proto -max_total_time=60 /tmp/corpus tests/fuzz/corpus/proto
-# (new inputs go to the first directory, so the committed seeds stay as they are)
-FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc
+# (new inputs go to the first directory, so the committed seeds stay as they are).
+# -fno-sanitize-recover: undefined behaviour is a crash; else UBSan prints and goes on, and
+# libFuzzer never sees it.
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+             -D_GNU_SOURCE -Isrc
 $(B)/fuzz_%: tests/fuzz/fuzz_%.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_FLAGS) $< $(FUZZ_SRCS_$*) -o $@ $(FUZZ_LIBS_$*)
 FUZZ_SRCS_proto = $(proto_SRCS) $(common_SRCS)
 FUZZ_SRCS_x402  = $(billing_SRCS) $(common_SRCS)
 FUZZ_LIBS_x402  = -ljansson -lsecp256k1 -lpthread
+# sbxd's request parsing and the handlers that answer without a sandbox: all of sbxd but main.c
+FUZZ_SRCS_requests = $(foreach m,server billing store images runtime proto common,$($(m)_SRCS))
+FUZZ_LIBS_requests = $(SERVER_LIBS)
 fuzz: $(patsubst tests/fuzz/fuzz_%.c,$(B)/fuzz_%,$(wildcard tests/fuzz/fuzz_*.c))
 
 unit: $(UNIT_BINS)
