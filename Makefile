@@ -93,7 +93,8 @@ $(B)/sbx-probe: tests/probe/probe.c
 # Unit tests: tests/unit/test_<module>_<topic>.c, cmocka, built with ASan and UBSan.
 UNIT_SRCS  = $(wildcard tests/unit/test_*.c)
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
-SAN        = -fsanitize=address,undefined -fno-omit-frame-pointer
+# float-cast-overflow: gcc leaves it out of -fsanitize=undefined (clang has it in).
+SAN        = -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer
 # -MMD: a test binary is rebuilt when a header it includes changes (test_*_util.h too);
 # those headers then are prerequisites too, hence the filter.
 $(B)/tests/%: tests/unit/%.c $(SBXD_LIBS:$(B)/%=$(B)/san/%)

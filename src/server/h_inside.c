@@ -76,8 +76,15 @@ inside_int (json_t *body, const char *name, int64_t lo, int64_t hi, int64_t dflt
   double d = json_number_value (v);
   if (!json_is_number (v) || (json_is_real (v) && (!isfinite (d) || d != floor (d))))
     return inside_bad (r, name, "must be an integer");
-  int64_t x = json_is_integer (v) ? (int64_t) json_integer_value (v) : (int64_t) d;
-  if ((json_is_real (v) && (d < (double) lo || d > (double) hi)) || x < lo || x > hi)
+  /* a real is compared before it is converted: 1e300 has no int64_t (undefined behaviour),
+   * and neither has 2^63, which (double) INT64_MAX rounds up to */
+  int real_out = json_is_real (v) && (d < -0x1p63 || d >= 0x1p63);
+  int64_t x = lo;
+  if (json_is_integer (v))
+    x = (int64_t) json_integer_value (v);
+  else if (!real_out)
+    x = (int64_t) d;
+  if (real_out || x < lo || x > hi)
     {
       char msg[96];
       snprintf (msg, sizeof msg, "must be between %lld and %lld", (long long) lo,
