@@ -108,6 +108,8 @@ int64_t sbx_mono_ns (void);  /* CLOCK_MONOTONIC */
 void sbx_time_rfc3339 (int64_t ms, char *buf, size_t cap);
 
 /* ---- misc --------------------------------------------------------------- */
+/* FNV-1a of a string, for hash buckets (not for anything an attacker must not collide). */
+uint32_t sbx_hash_str (const char *s);
 /* Parse a size like "512", "512M", "1G", "64k" (binary units) into bytes. */
 int sbx_parse_size (const char *s, uint64_t *out);
 /* Path of a program shipped with sbx (sbx-init, sbx-admin): next to the running binary

@@ -129,3 +129,12 @@ sbx_find_sibling (const char *name, char *out, size_t cap)
   snprintf (out, cap, "/usr/local/lib/sbx/%s", name);
   return access (out, X_OK) == 0 ? 0 : -1;
 }
+
+uint32_t
+sbx_hash_str (const char *s)
+{
+  uint32_t h = 2166136261u;
+  for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  return h;
+}

@@ -251,10 +251,7 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
 static struct owner_count **
 owner_slot (struct srv_http *h, const char *owner)
 {
-  uint32_t x = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *) owner; *p; p++)
-    x = (x ^ *p) * 16777619u;
-  struct owner_count **e = &h->owners[x % OWNER_BUCKETS];
+  struct owner_count **e = &h->owners[sbx_hash_str (owner) % OWNER_BUCKETS];
   while (*e && strcmp ((*e)->owner, owner))
     e = &(*e)->next;
   return e;
@@ -281,14 +278,9 @@ owner_admit (struct srv_http *h, struct req_ctx *ctx, struct srv_reply *r)
     ok = 0;
   else
     {
+      /* A new entry is never refused (the bound is at least 1): none stays empty. */
       (*e)->n++;
       snprintf (ctx->owner, sizeof ctx->owner, "%s", owner);
-    }
-  if (*e && (*e)->n == 0)
-    {
-      struct owner_count *gone = *e;
-      *e = gone->next;
-      free (gone);
     }
   pthread_mutex_unlock (&h->lock);
   if (!ok)

@@ -134,10 +134,7 @@ srv_live_count (struct srv *s)
 static struct srv_sandbox **
 bucket (struct srv *s, const char *id)
 {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *) id; *p; p++)
-    h = (h ^ *p) * 16777619u;
-  return &s->by_id[h % SRV_ID_BUCKETS];
+  return &s->by_id[sbx_hash_str (id) % SRV_ID_BUCKETS];
 }
 
 /* Under s->lock: take sb out of the registry (list and hash). */

@@ -219,3 +219,11 @@ def facilitator():
 def money_sbxd(python_image):
     """Start sbxd with the given money flags; torn down with finish_auth."""
     yield from sbxd_factory(finish_auth)
+
+
+@pytest.fixture
+def x402d(money_sbxd, facilitator):
+    """sbxd with x402 on, settling through the fake facilitator (d.facilitator)."""
+    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url)
+    d.facilitator = facilitator
+    return d

@@ -52,13 +52,6 @@ def test_path_id_routes_ignore_a_body_naming_the_callers_own_sandbox(keyd):
     assert balance(d, hb) == 990000  # nothing but mallory's own create was charged
 
 
-@pytest.fixture
-def x402d(money_sbxd, facilitator):
-    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url)
-    d.facilitator = facilitator
-    return d
-
-
 def test_a_settled_payment_is_no_proof_of_identity(x402d, x402_client):
     """Once settled, a payment's authorization (from, to, value, window, nonce, v, r, s) is
     public: it is the calldata of transferWithAuthorization on the chain, and the

@@ -17,13 +17,6 @@ from .conftest import KEYS, PAY_TO, StripV2Proxy, admin, b64json, pay, sign
 CREATE = {"image": "python:3.11", "timeout": 120}
 
 
-@pytest.fixture
-def x402d(money_sbxd, facilitator):
-    d = money_sbxd("--auth", "x402", "--pay-to", PAY_TO, "--facilitator", facilitator.url)
-    d.facilitator = facilitator
-    return d
-
-
 def refused(r, reason):
     """A 402 in the dual form whose error is `reason`."""
     assert r.status_code == 402, r.text
