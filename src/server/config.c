@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/sysinfo.h>
@@ -104,6 +105,27 @@ get_uint (json_t *v, const char *key, uint64_t lo, uint64_t hi, uint64_t *out,
   return 0;
 }
 
+/* The config keys that are a plain int of struct srv_config in a range. */
+static const struct int_key {
+  const char *key;
+  uint64_t min, max;
+  size_t offset;
+} int_keys[] = {
+  { "max_sandboxes", 1, 100000, offsetof (struct srv_config, max_sandboxes) },
+  { "connection_limit", 4, 100000, offsetof (struct srv_config, connection_limit) },
+  { "max_sandboxes_per_owner", 0, 100000, offsetof (struct srv_config, max_per_owner) },
+  { "max_requests_per_owner", 0, 100000, offsetof (struct srv_config, max_requests_per_owner) },
+};
+
+static const struct int_key *
+int_key (const char *key)
+{
+  for (size_t i = 0; i < sizeof int_keys / sizeof int_keys[0]; i++)
+    if (!strcmp (key, int_keys[i].key))
+      return &int_keys[i];
+  return NULL;
+}
+
 int
 srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *err)
 {
@@ -124,6 +146,7 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
     {
       uint64_t u;
       int money;
+      const struct int_key *ik;
       if (!strcmp (key, "listen") || !strcmp (key, "state_dir") || !strcmp (key, "log_level")
           || !strcmp (key, "init_path"))
         {
@@ -142,11 +165,11 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
           if (!strcmp (key, "init_path"))
             snprintf (c->init_path, sizeof c->init_path, "%s", s);
         }
-      else if (!strcmp (key, "max_sandboxes"))
+      else if ((ik = int_key (key)))
         {
-          if (get_uint (v, key, 1, 100000, &u, err) < 0)
+          if (get_uint (v, key, ik->min, ik->max, &u, err) < 0)
             goto out;
-          c->max_sandboxes = (int) u;
+          *(int *) ((char *) c + ik->offset) = (int) u;
         }
       else if (!strcmp (key, "max_output"))
         {
@@ -170,29 +193,11 @@ srv_config_load_file (struct srv_config *c, const char *path, struct sbx_err *er
             }
           c->max_cpu_millis = (uint32_t) (json_number_value (v) * 1000 + 0.5);
         }
-      else if (!strcmp (key, "connection_limit"))
-        {
-          if (get_uint (v, key, 4, 100000, &u, err) < 0)
-            goto out;
-          c->connection_limit = (int) u;
-        }
       else if (!strcmp (key, "connection_timeout"))
         {
           if (get_uint (v, key, 0, 86400, &u, err) < 0)
             goto out;
           c->connection_timeout = (unsigned) u;
-        }
-      else if (!strcmp (key, "max_sandboxes_per_owner"))
-        {
-          if (get_uint (v, key, 0, 100000, &u, err) < 0)
-            goto out;
-          c->max_per_owner = (int) u;
-        }
-      else if (!strcmp (key, "max_requests_per_owner"))
-        {
-          if (get_uint (v, key, 0, 100000, &u, err) < 0)
-            goto out;
-          c->max_requests_per_owner = (int) u;
         }
       else if (!strcmp (key, "max_unread_mb"))
         {

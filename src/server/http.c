@@ -184,7 +184,9 @@ send_reply (struct MHD_Connection *c, struct srv_reply *r, const char *method, c
     return srv_stream_queue (c, r, method, url, ctx->start_ns, ctx->cors);
   srv_stream_free (r->stream);
   r->stream = NULL;
-  char *txt = r->text ? steal_ptr (&r->text) : r->body ? json_dumps (r->body, SRV_JSON_OUT) : NULL;
+  char *txt = r->text   ? steal_ptr (&r->text)
+              : r->body ? json_dumps (r->body, SRV_JSON_OUT)
+                        : NULL;
   size_t len = txt ? strlen (txt) : 0;
   if (txt && !r->content_type)
     {
